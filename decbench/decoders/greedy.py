@@ -1,0 +1,30 @@
+"""Greedy decoding: the argmax token at every step. The reference every lossless method is
+checked against; token-identical to transformers' `generate(do_sample=False)`."""
+
+from __future__ import annotations
+
+from decbench.decoders.autoregressive import decode_autoregressive
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.registry import register_decoder
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+
+
+@register_decoder
+class Greedy(Decoder):
+    spec = MethodSpec(
+        name="greedy",
+        summary="argmax at every step, one target forward per token (the baseline)",
+        paper="",
+        lossless=True,
+        lossless_note="is the reference: token-identical to HF generate(do_sample=False)",
+        samples=False,
+    )
+
+    def generate(self, request: Request) -> GenerationResult:
+        if not request.sampling.greedy:
+            raise ConfigError(
+                "method 'greedy' does not sample; set sampling.temperature = 0 "
+                "or use --method sample"
+            )
+        return decode_autoregressive(self.spec.name, self.options, self.target, request)

@@ -1,0 +1,50 @@
+"""The decoder registry. Built-ins register exactly as third-party decoders will
+(`@register_decoder`; later also the `decbench.decoders` entry-point group)."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from decbench.decoders.base import Decoder
+from decbench.errors import unknown
+
+_REGISTRY: dict[str, type[Decoder]] = {}
+_BUILTINS = [
+    "decbench.decoders.greedy",
+    "decbench.decoders.sampling",
+    "decbench.decoders.speculative.draft_model",
+    "decbench.decoders.speculative.prompt_lookup",
+]
+_loaded = False
+
+
+def register_decoder(cls: type[Decoder]) -> type[Decoder]:
+    name = cls.spec.name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"decoder '{name}' registered twice")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTINS:
+        importlib.import_module(module)
+    for ep in entry_points(group="decbench.decoders"):
+        ep.load()
+
+
+def get_decoder(name: str) -> type[Decoder]:
+    _load_all()
+    if name not in _REGISTRY:
+        raise unknown("method", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def all_decoders() -> list[type[Decoder]]:
+    _load_all()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]

@@ -1,0 +1,1 @@
+"""Speculative decoding: proposer + acceptance rule + engine."""

@@ -1,0 +1,157 @@
+"""Draft-model speculative decoding (Leviathan et al., "Fast Inference from Transformers via
+Speculative Decoding", 2023; Chen et al., "Accelerating Large Language Model Decoding with
+Speculative Sampling", 2023).
+
+A small draft model proposes k tokens autoregressively; the target verifies them in one forward.
+K may adapt: `schedule = "heuristic"` grows K by 2 after a fully accepted draft and shrinks it by
+1 otherwise (as transformers' assisted generation does), and `p_min` stops drafting when the
+draft's top probability falls under it (llama.cpp `--draft-p-min`; the idea of SpecDec++ and
+DEL). Lossless: exact match under greedy, rejection sampling with the draft's q under sampling.
+
+`draft` is a model name or folder sharing the target's tokenizer, or `self:layers=N`: the
+target's own first N layers plus its LM head, which needs no second model at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from decbench.backends.derive import truncated_runner
+from decbench.backends.runner import ModelRunner
+from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.registry import register_decoder
+from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+from decbench.sampler import greedy_tokens, target_distribution
+
+SCHEDULES = ("constant", "heuristic")
+
+
+@dataclass
+class DraftModelOptions:
+    draft: str = "self:layers=8"  # model name/folder, or self:layers=N
+    k: int = 4  # draft tokens per step (the starting value under the heuristic schedule)
+    schedule: str = "constant"  # constant | heuristic (adaptive K)
+    k_min: int = 1  # bounds for the adaptive schedule
+    k_max: int = 12
+    p_min: float = 0.0  # stop drafting when the draft's top probability is below this; 0 = off
+
+
+class DraftModelProposer:
+    def __init__(self, draft: ModelRunner, options: DraftModelOptions) -> None:
+        self.draft = draft
+        self.options = options
+        self.k = options.k
+        self.cached: list[int] = []  # tokens in the draft's KV cache
+        draft.reset()
+
+    def propose(self, ctx: ProposerContext) -> Draft:
+        k = min(self.k, ctx.max_tokens)
+        if k <= 0:
+            return Draft([])
+        logits = self._catch_up(ctx.tokens)
+        sampling = ctx.sampling
+        drafted: list[int] = []
+        rows: list[torch.Tensor] = []
+        for i in range(k):
+            contexts = [ctx.tokens + drafted] if sampling.repetition_penalty != 1.0 else []
+            if sampling.greedy:
+                token = greedy_tokens(logits, sampling, contexts)[0]
+                confidence = logits.softmax(-1).max().item() if self.options.p_min else 1.0
+            else:
+                q = target_distribution(logits, sampling, contexts)[0]
+                token = int(torch.multinomial(q, 1, generator=ctx.generator).item())
+                confidence = q.max().item()
+            if i > 0 and confidence < self.options.p_min:
+                break
+            drafted.append(token)
+            if not sampling.greedy:
+                rows.append(q)
+            if i < k - 1:
+                logits = self.draft.forward(torch.tensor([[token]]), all_logits=False).logits[0]
+                self.cached.append(token)
+        return Draft(drafted, torch.stack(rows) if rows else None)
+
+    def _catch_up(self, tokens: list[int]) -> torch.Tensor:
+        """Roll the draft cache back to its common prefix with `tokens`, feed the rest, and return
+        the draft's logits for the next position ([1, vocab])."""
+        keep = 0
+        limit = min(len(self.cached), len(tokens) - 1)
+        while keep < limit and self.cached[keep] == tokens[keep]:
+            keep += 1
+        self.draft.crop(keep)
+        feed = tokens[keep:]
+        self.cached = self.cached[:keep] + feed
+        return self.draft.forward(torch.tensor([feed]), all_logits=False).logits[0]
+
+    def observe(self, feedback: Feedback) -> None:
+        if self.options.schedule != "heuristic" or feedback.drafted == 0:
+            return
+        if feedback.accepted == feedback.drafted:
+            self.k = min(self.k + 2, self.options.k_max)
+        else:
+            self.k = max(self.k - 1, self.options.k_min)
+
+
+def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunner:
+    """`self:layers=N` derives a draft from the target; anything else loads a model by name."""
+    if spec.startswith("self:"):
+        match = re.fullmatch(r"self:layers=(\d+)", spec)
+        if not match:
+            raise ConfigError(f"method.draft: unknown self-draft '{spec}' (expected self:layers=N)")
+        return truncated_runner(target, int(match.group(1)))
+    draft = ctx.load_model(spec)
+    check_same_vocabulary(target, draft)
+    return draft
+
+
+def check_same_vocabulary(target: ModelRunner, draft: ModelRunner) -> None:
+    """Speculation compares token ids, so the draft must share the target's tokenizer."""
+    if target.tokenizer is not None and draft.tokenizer is not None:
+        same = target.tokenizer.get_vocab() == draft.tokenizer.get_vocab()
+    else:
+        same = target.vocab_size == draft.vocab_size
+    if not same:
+        raise ConfigError(
+            f"method.draft: draft '{draft.name}' does not share the target's tokenizer "
+            f"('{target.name}'); speculative decoding needs identical vocabularies"
+        )
+
+
+@register_decoder
+class SpeculativeDecoding(Decoder):
+    spec = MethodSpec(
+        name="speculative",
+        summary="a draft model proposes k tokens, the target verifies them in one forward",
+        paper="Leviathan et al., Fast Inference from Transformers via Speculative Decoding (2023)",
+        lossless=True,
+        lossless_note="exact match under greedy; rejection sampling with q under sampling",
+        needs_draft=True,
+        emits_draft_probs=True,
+        drafts=True,
+    )
+    Options = DraftModelOptions
+
+    def __init__(self, target: ModelRunner, options: DraftModelOptions, ctx) -> None:
+        super().__init__(target, options, ctx)
+        if options.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"method.schedule: '{options.schedule}' is not one of {', '.join(SCHEDULES)}"
+            )
+        if not 1 <= options.k_min <= options.k <= options.k_max:
+            raise ConfigError(
+                f"method.k needs 1 <= k_min <= k <= k_max, got "
+                f"{options.k_min} <= {options.k} <= {options.k_max}"
+            )
+        if not 0.0 <= options.p_min < 1.0:
+            raise ConfigError(f"method.p_min must be in [0, 1), got {options.p_min}")
+        self.draft = load_draft(options.draft, target, ctx)
+
+    def generate(self, request: Request) -> GenerationResult:
+        proposer = DraftModelProposer(self.draft, self.options)
+        return run_speculative(self.spec.name, self.options, self.target, proposer, request)

@@ -1,0 +1,1 @@
+"""Metrics computed from traces and token ids, never from re-tokenised text."""

@@ -1,0 +1,133 @@
+"""The library entry points the CLI calls: build a decoder from a profile and run prompts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from decbench.backends.loader import load_runner
+from decbench.backends.runner import ModelRunner
+from decbench.decoders.base import Decoder, DecoderContext, Request
+from decbench.decoders.registry import get_decoder
+from decbench.environment import environment
+from decbench.errors import ConfigError
+from decbench.models import fingerprint
+from decbench.profiles import Profile
+from decbench.results import GenerationResult
+from decbench.settings import ModelSettings
+
+
+@dataclass
+class Session:
+    """A loaded profile: target runner plus decoder, reusable across prompts."""
+
+    profile: Profile
+    target: ModelRunner
+    decoder: Decoder
+
+    def encode(self, prompt: str, raw: bool = False) -> list[int]:
+        return encode_prompt(self.target, prompt, self.profile, raw)
+
+    def generate(
+        self,
+        prompt: str,
+        raw: bool = False,
+        on_tokens: Callable[[list[int]], None] | None = None,
+        prompt_ids: list[int] | None = None,
+    ) -> GenerationResult:
+        start = time.perf_counter()
+        ids = prompt_ids if prompt_ids is not None else self.encode(prompt, raw)
+        tokenize_s = time.perf_counter() - start
+        request = Request(
+            prompt=prompt,
+            prompt_ids=ids,
+            generation=self.profile.generation,
+            sampling=self.profile.sampling,
+            on_tokens=on_tokens,
+            tokenize_s=tokenize_s,
+        )
+        result = self.decoder.generate(request)
+        result.timings.phases["tokenize"] = tokenize_s
+        result.environment = self.environment()
+        return result
+
+    def environment(self) -> dict:
+        backend = self.profile.backend
+        folder = self.target.folder
+        return environment(
+            backend.device,
+            backend.dtype,
+            model=self.profile.model.name,
+            model_fingerprint=fingerprint(folder) if folder else None,
+            seed=self.profile.sampling.seed,
+        )
+
+
+def validate_generation(profile: Profile) -> None:
+    gen = profile.generation
+    if gen.max_new_tokens <= 0:
+        raise ConfigError(f"generation.max_new_tokens must be > 0, got {gen.max_new_tokens}")
+    s = profile.sampling
+    if s.temperature < 0:
+        raise ConfigError(f"sampling.temperature must be >= 0, got {s.temperature}")
+    if not 0.0 < s.top_p <= 1.0:
+        raise ConfigError(f"sampling.top_p must be in (0, 1], got {s.top_p}")
+    if not 0.0 < s.typical_p <= 1.0:
+        raise ConfigError(f"sampling.typical_p must be in (0, 1], got {s.typical_p}")
+    if not 0.0 <= s.min_p < 1.0:
+        raise ConfigError(f"sampling.min_p must be in [0, 1), got {s.min_p}")
+    if s.top_k < 0:
+        raise ConfigError(f"sampling.top_k must be >= 0, got {s.top_k}")
+    if s.repetition_penalty <= 0:
+        raise ConfigError(f"sampling.repetition_penalty must be > 0, got {s.repetition_penalty}")
+
+
+def open_session(
+    profile: Profile,
+    progress: Callable[[str], None] | None = None,
+    target: ModelRunner | None = None,
+) -> Session:
+    """Load the profile's model (unless given) and build its decoder."""
+    validate_generation(profile)
+    say = progress or (lambda _msg: None)
+    decoder_cls = get_decoder(profile.method)
+    if target is None:
+        target = load_runner(profile.model, profile.backend, say)
+
+    def load_model(name: str) -> ModelRunner:
+        return load_runner(ModelSettings(name=name), profile.backend, say)
+
+    ctx = DecoderContext(load_model=load_model, progress=say)
+    decoder = decoder_cls(target, profile.options, ctx)
+    return Session(profile, target, decoder)
+
+
+def encode_prompt(target: ModelRunner, prompt: str, profile: Profile, raw: bool) -> list[int]:
+    """Tokenise, applying the chat template for chat models unless raw."""
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty")
+    tokenizer = target.tokenizer
+    if tokenizer is None:
+        raise ConfigError(f"model '{target.name}' has no tokenizer; pass token ids instead")
+    gen = profile.generation
+    if gen.chat and not raw and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}]
+        if gen.system:
+            messages.insert(0, {"role": "system", "content": gen.system})
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if not isinstance(ids, list):
+            ids = ids["input_ids"]
+    else:
+        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    if torch.is_tensor(ids):
+        ids = ids.tolist()
+    limit = target.max_context
+    if len(ids) >= limit:
+        raise ConfigError(
+            f"the prompt is {len(ids)} tokens, but '{target.name}' has a context of {limit} "
+            f"tokens; shorten the prompt"
+        )
+    return list(ids)

@@ -1,0 +1,48 @@
+"""The settings tables every profile has. Each field's default lives here and nowhere else.
+
+A method's own options are a dataclass declared next to the decoder (see decoders/base.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from decbench.models import DEFAULT_MODEL
+
+
+@dataclass
+class ModelSettings:
+    name: str = DEFAULT_MODEL  # alias, local folder or cached HF id
+    trust_remote_code: bool = False  # never on unless the user says so
+
+
+@dataclass
+class BackendSettings:
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)  # stop strings (the text keeps them)
+    chat: bool = True  # apply the chat template when the tokenizer has one
+    system: str = ""  # system message for the chat template; "" = the template's default
+
+
+@dataclass
+class SamplingSettings:
+    """temperature 0 is greedy. Every decoder that samples applies these the same way (sampler.py)."""
+
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # nucleus; 1 = off
+    min_p: float = 0.0  # 0 = off
+    typical_p: float = 1.0  # locally typical sampling; 1 = off
+    repetition_penalty: float = 1.0  # CTRL-style; 1 = off
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
