@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny random models (milliseconds, for exhaustive tests) and the embedded
+default model (for integration tests, marked `model`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from decbench.backends.runner import ModelRunner
+from decbench.decoders.base import DecoderContext, Request
+from decbench.settings import GenerationSettings, SamplingSettings
+
+TINY_VOCAB = 48
+
+
+def tiny_llama(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_qwen2(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> Qwen2ForCausalLM:
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
+    return Qwen2ForCausalLM(config).eval()
+
+
+def runner_for(model) -> ModelRunner:
+    return ModelRunner(model, tokenizer=None, name=type(model).__name__)
+
+
+@pytest.fixture(params=["llama", "qwen2"])
+def tiny_runner(request) -> ModelRunner:
+    model = tiny_llama() if request.param == "llama" else tiny_qwen2()
+    return runner_for(model)
+
+
+def make_request(
+    prompt_ids: list[int],
+    max_new_tokens: int = 24,
+    sampling: SamplingSettings | None = None,
+    **generation,
+) -> Request:
+    return Request(
+        prompt="",
+        prompt_ids=list(prompt_ids),
+        generation=GenerationSettings(max_new_tokens=max_new_tokens, **generation),
+        sampling=sampling or SamplingSettings(),
+    )
+
+
+def no_models_ctx() -> DecoderContext:
+    def refuse(name: str):
+        raise AssertionError(f"test tried to load model {name}")
+
+    return DecoderContext(load_model=refuse)
+
+
+def repetitive_prompts(n: int, vocab: int = TINY_VOCAB, seed: int = 0) -> list[list[int]]:
+    """Prompts with repeated spans so that prompt lookup finds matches."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = []
+    for _ in range(n):
+        span = torch.randint(2, vocab, (int(torch.randint(3, 8, (1,), generator=g)),), generator=g)
+        noise = torch.randint(2, vocab, (4,), generator=g)
+        prompts.append((span.tolist() * 3) + noise.tolist() + span.tolist()[:2])
+    return prompts
+
+
+@pytest.fixture(scope="session")
+def default_session():
+    """The embedded default model, loaded once per test session (greedy profile)."""
+    from decbench.profiles import method_profile
+    from decbench.run import open_session
+
+    return open_session(method_profile("greedy", [("generation", "max_new_tokens", 32)]))
