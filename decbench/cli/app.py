@@ -38,7 +38,13 @@ def main() -> None:
     """Console entry point: one catch, one mapping from error class to exit code."""
     out = Output()
     try:
-        app(standalone_mode=False)
+        # Without standalone mode Typer returns exit codes instead of exiting; it turns Ctrl-C
+        # into 130 itself.
+        code = app(standalone_mode=False)
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DecbenchError as e:
         if _state["debug"]:
             raise

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 
 class Mode(StrEnum):
@@ -22,7 +23,7 @@ class Output:
     def __init__(self, mode: Mode = Mode.human) -> None:
         self.mode = mode
         self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
     def human(self) -> bool:
@@ -54,7 +55,7 @@ class Output:
 
     def progress(self, message: str) -> None:
         if self.mode is not Mode.quiet:
-            self.err.print(f"[dim]{message}[/dim]")
+            self.err.print(f"[dim]{escape(message)}[/dim]")
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False)
+        self.err.print(f"[bold red]error:[/bold red] {escape(message)}")
