@@ -49,5 +49,4 @@ def model_path(
       decbench models path smollm2-135m
     """
     out = Output()
-    folder = resolve(name, out.progress)
-    print(folder)
+    out.text(f"{resolve(name, out.progress)}\n")
