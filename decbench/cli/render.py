@@ -13,8 +13,10 @@ BONUS_STYLE = "bold"  # tokens from the target itself (bonus or recovered)
 REJECTED_STYLE = "strike red"
 
 
-def piece(tokenizer, token: int) -> str:
-    return tokenizer.decode([token]) if tokenizer is not None else f"<{token}>"
+def piece(tokenizer, token: int, skip_special: bool = False) -> str:
+    if tokenizer is None:
+        return f"<{token}>"
+    return tokenizer.decode([token], skip_special_tokens=skip_special)
 
 
 def annotated_text(result: GenerationResult, tokenizer) -> Text:
@@ -27,7 +29,7 @@ def annotated_text(result: GenerationResult, tokenizer) -> Text:
         position += step.emitted
         for i, token in enumerate(chunk):
             style = ACCEPTED_STYLE if i < step.accepted else BONUS_STYLE
-            text.append(piece(tokenizer, token), style=style)
+            text.append(piece(tokenizer, token, skip_special=True), style=style)
     return text
 
 
