@@ -14,9 +14,8 @@ from decbench.settings import GenerationSettings, SamplingSettings
 TINY_VOCAB = 48
 
 
-def tiny_llama(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+def tiny_config(config_cls, vocab: int, layers: int):
+    return config_cls(
         vocab_size=vocab,
         hidden_size=32,
         intermediate_size=64,
@@ -28,23 +27,16 @@ def tiny_llama(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> Llama
         eos_token_id=1,
         pad_token_id=0,
     )
-    return LlamaForCausalLM(config).eval()
+
+
+def tiny_llama(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_config(LlamaConfig, vocab, layers)).eval()
 
 
 def tiny_qwen2(seed: int = 0, vocab: int = TINY_VOCAB, layers: int = 2) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=0,
-        eos_token_id=1,
-    )
-    return Qwen2ForCausalLM(config).eval()
+    return Qwen2ForCausalLM(tiny_config(Qwen2Config, vocab, layers)).eval()
 
 
 def runner_for(model) -> ModelRunner:
