@@ -66,6 +66,7 @@ class GenerationResult:
     sampling: dict[str, Any] = field(default_factory=dict)
     generation: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)  # text quality (metrics/quality.py)
     schema: str = SCHEMA_GENERATION
 
     def to_dict(self, steps: bool = True) -> dict[str, Any]:

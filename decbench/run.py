@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
 from decbench.errors import ConfigError
+from decbench.metrics.quality import agreement, coherence, text_metrics
 from decbench.models import fingerprint
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
@@ -37,6 +39,8 @@ class Session:
         raw: bool = False,
         on_tokens: Callable[[list[int]], None] | None = None,
         prompt_ids: list[int] | None = None,
+        quality: bool = False,
+        scorer: ModelRunner | None = None,
     ) -> GenerationResult:
         start = time.perf_counter()
         ids = prompt_ids if prompt_ids is not None else self.encode(prompt, raw)
@@ -52,7 +56,26 @@ class Session:
         result = self.decoder.generate(request)
         result.timings.phases["tokenize"] = tokenize_s
         result.environment = self.environment()
+        result.quality = text_metrics(result.token_ids)  # cheap: counts over token ids
+        if quality:
+            self.score_quality(result, ids, scorer)
         return result
+
+    def score_quality(
+        self, result: GenerationResult, prompt_ids: list[int], scorer: ModelRunner | None = None
+    ) -> None:
+        """Add the metrics that cost model forwards to `result.quality`: coherence under
+        `scorer` (default: the target; one forward over prompt + continuation) and, for lossy
+        methods, agreement with greedy on the same prompt (one greedy run of the target)."""
+        result.quality["coherence"] = coherence(scorer or self.target, prompt_ids, result.token_ids)
+        result.quality["coherence_scorer"] = (scorer or self.target).name
+        if self.decoder.spec.lossless:
+            return
+        greedy_cls = get_decoder("greedy")
+        greedy = greedy_cls(self.target, greedy_cls.Options(), self.decoder.ctx)
+        sampling = dataclasses.replace(self.profile.sampling, temperature=0.0)
+        request = Request(result.prompt, prompt_ids, self.profile.generation, sampling)
+        result.quality.update(agreement(result.token_ids, greedy.generate(request).token_ids))
 
     def environment(self) -> dict:
         backend = self.profile.backend

@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from decbench.backends.loader import load_runner
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
 from decbench.cli.render import TextStreamer, acceptance_chain, annotated_text, legend, summary
+from decbench.metrics.quality import check_scorer
 from decbench.run import open_session
+from decbench.settings import ModelSettings
 
 EXAMPLES = """
 Examples:
@@ -22,6 +25,8 @@ Examples:
   echo "Write a haiku" | decbench generate - --method sample -t 0.8 --seed 1
 
   decbench generate @article.txt --profile profiles/speculative.toml --json
+
+  decbench generate "Once upon a time" --raw --method momentum --quality --json
 """
 
 
@@ -41,6 +46,21 @@ def generate(
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
     ] = 0,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            "--quality",
+            help="Also score coherence (one scorer forward) and, for lossy methods, agreement "
+            "with greedy (one greedy run). rep-n, diversity, distinct-n and length are always "
+            "in --json.",
+        ),
+    ] = False,
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            "--scorer", help="Model that scores coherence with --quality (default: the target)."
+        ),
+    ] = None,
     json_out: o.JsonOpt = False,
 ) -> None:
     """Generate text for one prompt and show timings (and acceptance, for speculative methods)."""
@@ -65,7 +85,13 @@ def generate(
     stream = None
     if out.human and not annotate and tokenizer is not None:
         stream = TextStreamer(out.text, tokenizer)
-    result = session.generate(text, raw=raw, on_tokens=stream)
+    scorer_runner = None
+    if quality and scorer:
+        scorer_runner = load_runner(ModelSettings(name=scorer), prof.backend, out.progress)
+        check_scorer(session.target, scorer_runner)
+    result = session.generate(
+        text, raw=raw, on_tokens=stream, quality=quality, scorer=scorer_runner
+    )
     if json_out:
         out.data(result.to_dict())
         return
@@ -77,6 +103,25 @@ def generate(
     if show_steps > 0:
         out.show(acceptance_chain(result, tokenizer, show_steps))
     out.info(summary(result))
+    if quality:
+        out.info(quality_line(result.quality))
+
+
+def quality_line(q: dict) -> str:
+    """One stderr line of the quality metrics measured for this generation."""
+    parts = [
+        f"rep-2 {q['rep_2']:.1f}",
+        f"rep-4 {q['rep_4']:.1f}",
+        f"diversity {q['diversity']:.2f}",
+    ]
+    if q.get("coherence") is not None:
+        parts.append(f"coherence {q['coherence']:.2f} nats/token")
+    if "first_divergence" in q:
+        divergence = q["first_divergence"]
+        parts.append(
+            "identical to greedy" if divergence is None else f"diverges from greedy at {divergence}"
+        )
+    return "quality: " + " · ".join(parts)
 
 
 generate.__doc__ = (generate.__doc__ or "") + EXAMPLES

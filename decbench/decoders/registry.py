@@ -15,6 +15,10 @@ _BUILTINS = [
     "decbench.decoders.sampling",
     "decbench.decoders.speculative.draft_model",
     "decbench.decoders.speculative.prompt_lookup",
+    "decbench.decoders.contrastive",
+    "decbench.decoders.momentum",
+    "decbench.decoders.beam",
+    "decbench.decoders.ead",
 ]
 _loaded = False
 

@@ -1,0 +1,202 @@
+"""Beam search with a length penalty (as in Wu et al., "Google's Neural Machine Translation
+System", 2016, and transformers' beam search; the classic reference is Graves, "Sequence
+Transduction with Recurrent Neural Networks", 2012).
+
+`width` beams advance together as the batch dimension of one target forward per step; the KV
+cache is repeated to `width` rows after the prefill and reordered (`index_select` on the batch)
+to the surviving beams' origins after each step. Every beam has the same length, so there are
+no ragged positions. Each step the best 2·width continuations of all beams are scanned in order:
+an EOS among the first `width` ends a hypothesis, scored sum(log p) / length ** length_penalty
+(length = generated tokens, EOS included); the others fill the next beams. The search stops
+when `width` hypotheses have ended and none of the live beams can beat the worst of them at its
+current length (transformers' default heuristic), at once when `early_stopping` is set, or at
+max_new_tokens, where the live beams join the hypotheses. The best hypothesis is the output.
+
+Width 1 is token-identical to greedy for any length penalty: an EOS ranked first ends the only
+hypothesis and no live beam can beat it at equal length. Stop strings are applied to the chosen
+hypothesis afterwards, so they cut the text where greedy's would but do not steer the search.
+The whole output is known only at the end, so the time to the first token is the total time.
+
+Lossy by design (it maximises sequence likelihood, not the next token). Deterministic:
+temperature > 0 is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from decbench.backends.runner import ModelRunner
+from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.registry import register_decoder
+from decbench.decoders.state import GenerationState
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+from decbench.sampler import penalize
+
+
+@dataclass
+class BeamOptions:
+    width: int = 4  # beams kept per step
+    length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
+    early_stopping: bool = False  # stop as soon as `width` hypotheses have ended
+
+
+@dataclass
+class Beam:
+    tokens: list[int]  # generated tokens of this beam
+    origin: int  # row of the previous step's batch it extends
+    total: float  # sum of log-probabilities
+
+
+class Hypotheses:
+    """The `width` best finished sequences, by length-normalised score."""
+
+    def __init__(self, width: int, length_penalty: float) -> None:
+        self.width = width
+        self.length_penalty = length_penalty
+        self.items: list[tuple[float, list[int]]] = []
+
+    def score(self, total: float, length: int) -> float:
+        return total / (length**self.length_penalty)
+
+    def add(self, tokens: list[int], total: float) -> None:
+        self.items.append((self.score(total, len(tokens)), tokens))
+        self.items.sort(key=lambda item: item[0], reverse=True)
+        del self.items[self.width :]
+
+    def full(self) -> bool:
+        return len(self.items) >= self.width
+
+    def worst(self) -> float:
+        return self.items[-1][0]
+
+    def best(self) -> list[int]:
+        return self.items[0][1] if self.items else []
+
+
+class BeamSearch:
+    """One search: live beams, finished hypotheses, and the target whose batch follows them."""
+
+    def __init__(self, target: ModelRunner, options: BeamOptions, state: GenerationState):
+        self.target = target
+        self.options = options
+        self.state = state
+        self.beams = [Beam([], 0, 0.0)]
+        self.hypotheses = Hypotheses(options.width, options.length_penalty)
+
+    def prefill(self) -> torch.Tensor:
+        """Prompt at batch 1; returns [1, vocab] logits. The cache is widened on the first step."""
+        ids = torch.tensor([self.state.request.prompt_ids])
+        return self.target.prefill(ids).logits[:, -1]
+
+    def expand(self, logits: torch.Tensor) -> list[Beam]:
+        """Scan the best 2·width continuations (logits: [n_beams, vocab]); end hypotheses at EOS,
+        return the next live beams, best first."""
+        width = self.options.width
+        prompt = self.state.request.prompt_ids
+        contexts = [prompt + beam.tokens for beam in self.beams]
+        penalty = self.state.request.sampling.repetition_penalty
+        logprobs = penalize(logits, contexts, penalty).log_softmax(-1)  # [n_beams, vocab]
+        totals = torch.tensor([b.total for b in self.beams])[:, None] + logprobs
+        vocab = logprobs.shape[-1]
+        values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
+        live: list[Beam] = []
+        for rank, (total, index) in enumerate(zip(values.tolist(), flat.tolist(), strict=True)):
+            origin, token = divmod(index, vocab)
+            tokens = [*self.beams[origin].tokens, token]
+            if token in self.state.eos:
+                if rank < width:
+                    self.hypotheses.add(tokens, total)
+                continue
+            live.append(Beam(tokens, origin, total))
+            if len(live) == width:
+                break
+        return live
+
+    def finished(self, live: list[Beam]) -> bool:
+        """No live beam can still enter the hypotheses (or early stopping after `width`)."""
+        if not live:
+            return True
+        if not self.hypotheses.full():
+            return False
+        if self.options.early_stopping:
+            return True
+        best_live = self.hypotheses.score(live[0].total, len(live[0].tokens))
+        return self.hypotheses.worst() >= best_live
+
+    def decode_step(self, live: list[Beam], first: bool) -> torch.Tensor:
+        """Reorder the cache to the live beams' origins and run their last tokens."""
+        origins = torch.tensor([beam.origin for beam in live])
+        if first:
+            self.target.cache.batch_repeat_interleave(len(live))
+        else:
+            self.target.cache.reorder_cache(origins)
+        self.beams = live
+        ids = torch.tensor([[beam.tokens[-1]] for beam in live])  # [n_beams, 1]
+        return self.target.forward(ids, all_logits=False).logits[:, -1]  # [n_beams, vocab]
+
+    def best(self, live: list[Beam]) -> list[int]:
+        for beam in live:
+            self.hypotheses.add(beam.tokens, beam.total)
+        return self.hypotheses.best()
+
+
+def decode_beam(
+    method: str, options: BeamOptions, target: ModelRunner, request: Request
+) -> GenerationResult:
+    """prefill → (expand → stop? → reorder + decode_step)* → commit the best hypothesis."""
+    state = GenerationState(method, options, target, request)
+    timer = target.timer
+    if state.max_new == 0:
+        return state.result()
+    search = BeamSearch(target, options, state)
+    with timer.phase("prefill"):
+        logits = search.prefill()
+    for step in range(state.max_new):
+        with timer.phase("select"):
+            live = search.expand(logits)
+        if search.finished(live):
+            live = []
+            break
+        if step == state.max_new - 1:
+            break
+        with timer.phase("decode"):
+            logits = search.decode_step(live, first=step == 0)
+    with timer.phase("select"):
+        output = search.best(live)
+    for token in output:
+        state.record([], None, 0, token, False, state.commit([token]))
+        if state.done:
+            break
+    return state.result()
+
+
+@register_decoder
+class BeamSearchDecoder(Decoder):
+    spec = MethodSpec(
+        name="beam",
+        summary="width beams in one batched forward per step, length-normalised scores",
+        paper="Wu et al., Google's Neural Machine Translation System (2016): length penalty",
+        lossless=False,
+        lossless_note=(
+            "returns the most likely sequence found, not greedy's; width = 1 is token-identical "
+            "to greedy"
+        ),
+        samples=False,
+    )
+    Options = BeamOptions
+
+    def __init__(self, target: ModelRunner, options: BeamOptions, ctx: DecoderContext):
+        super().__init__(target, options, ctx)
+        if options.width < 1:
+            raise ConfigError(f"method.width must be >= 1 (beams), got {options.width}")
+
+    def generate(self, request: Request) -> GenerationResult:
+        if not request.sampling.greedy:
+            raise ConfigError(
+                "method 'beam' is deterministic and does not sample; "
+                "set sampling.temperature = 0 (or use --method sample)"
+            )
+        return decode_beam(self.spec.name, self.options, self.target, request)
