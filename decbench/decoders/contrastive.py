@@ -86,7 +86,13 @@ class ContrastiveLoop:
         out = self.target.forward(tokens[None], positions=positions, tree_mask=mask, hidden=True)
         return F.normalize(out.hidden[0].float(), dim=-1), out.logits[0]
 
-    def select(self, tokens, probs, hidden, next_logits) -> int:
+    def select(
+        self,
+        tokens: torch.Tensor,  # [k] candidate tokens
+        probs: torch.Tensor,  # [k] their probabilities
+        hidden: torch.Tensor,  # [k, hidden] unit-norm hidden state at each candidate
+        next_logits: torch.Tensor,  # [k, vocab] next-token logits after each candidate
+    ) -> int:
         """Score, keep the winner's cache row, hidden state and logits; return its index."""
         scores = score_candidates(probs, hidden, self.context_hidden, self.options.alpha)
         best = int(scores.argmax())
