@@ -29,6 +29,18 @@ class TreeTrace:
 
 
 @dataclass
+class CanvasTrace:
+    """One denoiser forward of a masked-diffusion decoder (decbench/diffusion): which canvas
+    positions it unmasked. Positions count from the first generated position."""
+
+    positions: list[int]  # [n_unmasked] canvas positions unmasked this step
+    tokens: list[int]  # [n_unmasked] the tokens placed there
+    block: int  # index of the semi-autoregressive block being decoded
+    batch: int = 1  # sequences in this step's forward (FreeDave verifies several drafts at once)
+    reference_steps: int = 1  # reference (dllm-confidence) steps this forward reproduced
+
+
+@dataclass
 class StepTrace:
     drafted: list[int]  # [k] draft tokens offered (for trees: the best path's candidates)
     draft_probs: list[float] | None  # [k] draft probability of each drafted token, if known
@@ -38,6 +50,7 @@ class StepTrace:
     emitted: int  # tokens committed this step (accepted + 1, less any cut at a stop)
     times: dict[str, float] = field(default_factory=dict)  # seconds per phase in this step
     tree: TreeTrace | None = None
+    canvas: CanvasTrace | None = None  # masked-diffusion decoders only
 
 
 @dataclass

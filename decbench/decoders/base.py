@@ -26,6 +26,7 @@ class MethodSpec:
     drafts: bool = False  # proposes tokens that the target verifies (trace has drafts)
     samples: bool = True  # honours [sampling] temperature > 0
     reference: bool = False  # wraps transformers' own generate, for comparison only
+    diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
 
 
 @dataclass

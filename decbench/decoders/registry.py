@@ -19,6 +19,11 @@ _BUILTINS = [
     "decbench.decoders.momentum",
     "decbench.decoders.beam",
     "decbench.decoders.ead",
+    "decbench.decoders.dllm_confidence",
+    "decbench.decoders.dllm_threshold",
+    "decbench.decoders.dllm_prophet",
+    "decbench.decoders.dllm_credit",
+    "decbench.decoders.dllm_freedave",
 ]
 _loaded = False
 
