@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from decbench.cli import generate, methods, models, profiles
+from decbench.cli import compare, generate, methods, models, profile_cmd, profiles, suites
 from decbench.cli.output import Output
 from decbench.errors import DecbenchError
 
@@ -23,6 +23,9 @@ app.command()(generate.generate)
 app.command()(methods.methods)
 app.add_typer(models.app, name="models")
 app.add_typer(profiles.app, name="profiles")
+app.command()(compare.compare)
+app.command("profile")(profile_cmd.profile)
+app.add_typer(suites.app, name="suites")
 
 _state = {"debug": False}
 

@@ -1,0 +1,230 @@
+"""`decbench compare`: several profiles on the same prompts, interleaved, with paired speedups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from decbench.cli import options as o
+from decbench.cli.compare_render import footnote, header, results_table, side_by_side
+from decbench.cli.output import Mode, Output
+from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare
+from decbench.compare.plot import plot_speedups
+from decbench.errors import ConfigError
+from decbench.suites import DEFAULT_SUITE, FORMATS, get_suite
+
+EXAMPLES = """
+
+Examples:
+
+  decbench compare profiles/greedy.toml profiles/pld.toml --suite summarization --limit 4
+
+  decbench compare greedy pld --method hf-greedy --method hf-pld --suite input-grounded --json
+
+  decbench compare -m greedy -m speculative --suite my_questions.jsonl --output runs/spec
+
+  decbench compare --resume runs/spec
+
+  decbench compare greedy pld --repeat 3 --show 2 --plot speedup.png
+
+Reports per category and overall: tokens/s (median, min-max), the speedup against the
+baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
+outputs token-identical to the baseline with the first divergence index, and peak memory.
+Profiles run interleaved prompt by prompt after a warm-up; flags such as --max-new-tokens
+apply to every profile.
+"""
+
+MethodsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--method", "-m", help="A method by name, as one more column (repeatable)."),
+]
+SuiteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--suite",
+        help=f"Built-in suite (`decbench suites list`) or a JSONL file [default: {DEFAULT_SUITE}].",
+    ),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help=f"Suite file format: {', '.join(FORMATS)}.")
+]
+CategoryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--category", "-c", help="Only these categories (repeatable)."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most N prompts per category.")]
+
+
+def compare(
+    profiles: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Profile TOML files or built-in profile names; the first is the baseline."
+        ),
+    ] = None,
+    methods: MethodsOpt = None,
+    suite: SuiteOpt = None,
+    suite_format: FormatOpt = "auto",
+    category: CategoryOpt = None,
+    limit: LimitOpt = None,
+    repeat: Annotated[int, typer.Option("--repeat", "-r", help="Runs of every prompt.")] = 1,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs per profile.")] = 1,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Label of the baseline [default: the first].")
+    ] = None,
+    show: Annotated[
+        int, typer.Option("--show", help="Show the outputs of the first K prompts side by side.")
+    ] = 0,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write run.json, samples.jsonl and summary.json here."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue an interrupted --output folder.")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw speedup per category to a .png/.svg/.pdf.")
+    ] = None,
+    model: o.ModelOpt = None,
+    device: o.DeviceOpt = None,
+    dtype: o.DtypeOpt = None,
+    threads: o.ThreadsOpt = None,
+    max_new_tokens: o.MaxNewOpt = None,
+    temperature: o.TemperatureOpt = None,
+    seed: o.SeedOpt = None,
+    sets: o.SetOpt = None,
+    json_out: o.JsonOpt = False,
+) -> None:
+    """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
+    out = Output(Mode.json if json_out else Mode.human)
+    flags = {
+        "model": model,
+        "device": device,
+        "dtype": dtype,
+        "threads": threads,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "seed": seed,
+    }
+    shaping = bool(profiles or methods or suite or category or limit or sets or repeat != 1)
+    shaping = shaping or any(v is not None for v in flags.values())
+    if resume is not None:
+        if output is not None and output.resolve() != resume.resolve():
+            raise ConfigError("--resume continues the run in its own folder; drop --output")
+        store = RunStore.resume(resume)
+        plan = store.plan
+        if shaping:
+            fresh = _plan(
+                profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags
+            )
+            _check_same_plan(plan, fresh, resume)
+        out.progress(f"resuming {resume}: {len(store.records)} runs already recorded")
+    else:
+        plan = _plan(
+            profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags
+        )
+        store = RunStore.create(output, plan) if output is not None else None
+    try:
+        with ProgressDisplay(out) as on_event:
+            summary, records = run_compare(
+                plan, store, progress=out.progress, on_event=on_event, baseline=baseline
+            )
+    except KeyboardInterrupt:
+        if store is not None:
+            out.info(
+                f"kept {len(store.records)} finished runs; continue with --resume {store.folder}"
+            )
+        raise
+    if plot is not None:
+        plot_speedups(summary, plot)
+        out.info(f"plot: {plot}")
+    if json_out:
+        out.data(summary)
+        return
+    out.info(header(summary))
+    out.show(results_table(summary))
+    if show > 0:
+        for view in side_by_side(summary, records, show):
+            out.show(view)
+    out.info(footnote(summary))
+    if store is not None:
+        out.info(f"records: {store.samples_path} · summary: {store.folder / 'summary.json'}")
+
+
+def _plan(profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags):
+    built = [o.build_profile(None, name, sets, **flags) for name in profiles or []]
+    built += [o.build_profile(name, None, sets, **flags) for name in methods or []]
+    if not built:
+        raise ConfigError(
+            "compare needs profiles to compare: give TOML files or built-in names, or --method "
+            "(e.g. decbench compare greedy pld)"
+        )
+    chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
+    selection = {"categories": category or [], "limit": limit}
+    return make_plan(built, chosen, repeat=repeat, warmup=warmup, selection=selection)
+
+
+def _check_same_plan(stored: dict[str, Any], fresh: dict[str, Any], folder: Path) -> None:
+    """Options given with --resume must describe the stored run."""
+    labels_a, profiles_a = plan_profiles(stored)
+    labels_b, profiles_b = plan_profiles(fresh)
+    if labels_a != labels_b or [p.to_dict() | {"source": ""} for p in profiles_a] != [
+        p.to_dict() | {"source": ""} for p in profiles_b
+    ]:
+        raise ConfigError(
+            f"--resume {folder}: the profiles given ({', '.join(labels_b)}) differ from the "
+            f"stored run's ({', '.join(labels_a)}); drop them to continue as planned"
+        )
+    if (
+        stored["suite"]["checksum"] != fresh["suite"]["checksum"]
+        or stored["repeat"] != fresh["repeat"]
+    ):
+        raise ConfigError(
+            f"--resume {folder}: the suite, selection or --repeat differ from the stored run; "
+            "drop them to continue as planned"
+        )
+
+
+class ProgressDisplay:
+    """A progress bar on stderr when it is a terminal, else one line per finished run."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __enter__(self):
+        if self.out.mode is not Mode.quiet and self.out.err.is_terminal:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.out.err,
+                transient=True,
+            )
+            self.bar.start()
+        return self.on_event
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def on_event(self, event: Event) -> None:
+        what = "warming up" if event.kind == "warmup" else "ran"
+        line = f"{what} {event.label} on {event.sample_id}"
+        if self.bar is None:
+            if event.kind == "record" and event.record is not None:
+                r = event.record
+                line += f": {sum(r['new_tokens'])} tokens, {r['tokens_per_s']:.1f} tok/s"
+            self.out.progress(f"[{event.done}/{event.total}] {line}")
+            return
+        if self.task is None:
+            self.task = self.bar.add_task(line, total=event.total, completed=event.done)
+        self.bar.update(self.task, description=line, completed=event.done)
+
+
+compare.__doc__ = (compare.__doc__ or "") + EXAMPLES

@@ -1,0 +1,150 @@
+"""Rich views of a compare summary: the results table (one row per category and profile) and
+the side-by-side outputs. They read the summary and records and compute nothing themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+OVERALL = "overall"
+
+
+def _range(stats: dict[str, float] | None, fmt: str) -> str:
+    if not stats:
+        return "-"
+    text = format(stats["median"], fmt)
+    if stats["n"] > 1:
+        text += f"\n[dim]{format(stats['min'], fmt)}–{format(stats['max'], fmt)}[/dim]"
+    return text
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _exact(match: dict[str, Any] | None) -> str:
+    if match is None:
+        return "base"
+    if match["rate"] is None:
+        return "-"
+    text = f"{match['rate']:.0%}"
+    first = match["first_divergence"]["min"]
+    if first is not None:
+        text += f"\n[dim]≠ at {first}[/dim]"
+    return text
+
+
+def _speedup(metrics: dict[str, Any]) -> str:
+    if metrics["exact_match"] is None:
+        return "base"
+    stats = metrics["speedup"]
+    if not stats:
+        return "-"
+    text = f"{stats['median']:.2f}×"
+    if stats["n"] > 1:
+        text += f"\n[dim]{stats['min']:.2f}–{stats['max']:.2f}[/dim]"
+    return text
+
+
+def results_table(summary: dict[str, Any]) -> Table:
+    """Per category (then overall): tokens/s and speedup as median with min–max below, MAT,
+    acceptance, exact match against the baseline (with the first divergence), memory."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    for name, justify in [
+        ("category", "left"),
+        ("profile", "left"),
+        ("tok/s", "right"),
+        ("speedup", "right"),
+        ("MAT", "right"),
+        ("acc", "right"),
+        ("exact", "right"),
+        ("+MB", "right"),
+    ]:
+        table.add_column(name, justify=justify, overflow="fold")
+    categories = list(summary["suite"]["categories"])
+    groups = [*categories, OVERALL] if len(categories) > 1 else categories
+    labels = [p["label"] for p in summary["profiles"]]
+    for number, group in enumerate(groups):
+        for i, label in enumerate(labels):
+            result = summary["results"][label]
+            m = result[OVERALL] if group == OVERALL else result["categories"][group]
+            if not m["runs"]:
+                continue
+            delta = m["peak_memory_delta_mb"]
+            table.add_row(
+                group if i == 0 else "",
+                escape(label),
+                _range(m["tokens_per_s"], ".1f"),
+                _speedup(m),
+                "-" if m["mat"] is None else f"{m['mat']:.2f}",
+                _percent(m["acceptance_rate"]),
+                _exact(m["exact_match"]),
+                "-" if delta is None else f"{delta:.0f}",
+                end_section=number < len(groups) - 1 and i == len(labels) - 1,
+            )
+    return table
+
+
+def header(summary: dict[str, Any]) -> Text:
+    suite = summary["suite"]
+    env = summary["environment"]
+    line = (
+        f"suite {suite['name']} · {suite['count']} prompts × {summary['repeat']} repeat(s) · "
+        f"baseline {summary['baseline']} · {env.get('model')} on {env['device']} "
+        f"{env['dtype']}, {env['threads']} thread(s) · {env['cpu']}"
+    )
+    return Text(line, style="cyan")
+
+
+def footnote(summary: dict[str, Any]) -> Text:
+    text = (
+        "tok/s and speedup: median over runs (min–max below); speedup = paired ratio of tokens/s "
+        "against the baseline on the same prompt and repeat · MAT = tokens per target step incl. "
+        "the bonus token · exact = share of outputs token-identical to the baseline (≠ at = first "
+        "divergence index) · +MB = peak memory rise during a run"
+    )
+    if not summary["complete"]:
+        text += f"\nINCOMPLETE: {summary['records']} of {summary['expected_records']} runs recorded"
+    return Text(text, style="dim")
+
+
+def side_by_side(summary: dict[str, Any], records: list[dict[str, Any]], count: int) -> list[Any]:
+    """The outputs of every profile for the first `count` samples (repeat 0), one table per
+    sample, one column per profile, with whether each matches the baseline."""
+    labels = [p["label"] for p in summary["profiles"]]
+    first = {(r["profile"], r["sample_id"]): r for r in records if r["repeat"] == 0}
+    sample_ids = list(dict.fromkeys(r["sample_id"] for r in records if r["repeat"] == 0))
+    views = []
+    for sample_id in sample_ids[:count]:
+        table = Table(
+            title=f"{sample_id}", box=box.SQUARE, show_lines=True, expand=True, title_justify="left"
+        )
+        for label in labels:
+            table.add_column(f"{label}\n[dim]{_verdict(summary, label, sample_id)}[/dim]", ratio=1)
+        present = [first.get((label, sample_id)) for label in labels]
+        some = next(r for r in present if r is not None)
+        for turn, prompt in enumerate(some["prompts"]):
+            table.add_row(*[Text(f"user: {_clip(prompt)}", style="dim")] * len(labels))
+            table.add_row(*[Text(r["turns"][turn]) if r else Text("-") for r in present])
+        views.append(table)
+    return [Group(*views)] if views else []
+
+
+def _verdict(summary: dict[str, Any], label: str, sample_id: str) -> str:
+    if label == summary["baseline"]:
+        return "baseline"
+    match = summary["results"][label]["overall"]["exact_match"]
+    for d in match["first_divergence"]["diverged"] if match else []:
+        if d["sample_id"] == sample_id and d["repeat"] == 0:
+            return f"differs from token {d['index']}"
+    return "identical to baseline"
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

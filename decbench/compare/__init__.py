@@ -1,0 +1,191 @@
+"""`decbench compare` as a library: plan a comparison, run it (optionally into an output folder
+that survives interruption), and summarise the per-sample records.
+
+    plan = make_plan([load_profile("greedy"), load_profile("pld")], get_suite("summarization"))
+    summary, records = run_compare(plan, store=RunStore.create(Path("out"), plan))
+
+Speedup is the median over paired runs (same sample, same repeat) of the ratio of tokens per
+second, tokens counted from generated ids; see decbench/compare/stats.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from decbench.compare.harness import (
+    SCHEMA_SAMPLE,
+    Contender,
+    Event,
+    check_comparable,
+    open_contenders,
+    planned_keys,
+    run_interleaved,
+    unique_labels,
+)
+from decbench.compare.stats import aggregate
+from decbench.compare.store import RunStore, record_key
+from decbench.decoders.registry import get_decoder
+from decbench.environment import environment
+from decbench.errors import ConfigError, unknown
+from decbench.profiles import TABLES, Profile, build
+from decbench.suites import Sample, Suite
+
+SCHEMA_COMPARE = "decbench/compare/v1"
+
+__all__ = [
+    "SCHEMA_COMPARE",
+    "SCHEMA_SAMPLE",
+    "Contender",
+    "Event",
+    "RunStore",
+    "make_plan",
+    "plan_profiles",
+    "run_compare",
+    "summarize",
+]
+
+
+def make_plan(
+    profiles: list[Profile],
+    suite: Suite,
+    baseline: str | None = None,
+    repeat: int = 1,
+    warmup: int = 1,
+    selection: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a run needs, as plain data (what `--output` stores in run.json)."""
+    if not profiles:
+        raise ConfigError("compare needs at least one profile (a TOML file or --method NAME)")
+    if repeat < 1:
+        raise ConfigError(f"--repeat must be >= 1, got {repeat}")
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}")
+    if not suite.samples:
+        raise ConfigError(f"suite '{suite.name}' has no samples left after the selection")
+    labels = unique_labels(profiles)
+    check_comparable(labels, profiles)
+    baseline = baseline or labels[0]
+    if baseline not in labels:
+        raise unknown("baseline", baseline, labels, where="--baseline")
+    return {
+        "suite": suite.to_dict(samples=True),
+        "selection": selection or {},
+        "profiles": [
+            {"label": label, "profile": profile.to_dict()}
+            for label, profile in zip(labels, profiles, strict=True)
+        ],
+        "baseline": baseline,
+        "repeat": repeat,
+        "warmup": warmup,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def plan_profiles(plan: dict[str, Any]) -> tuple[list[str], list[Profile]]:
+    """The plan's profiles, rebuilt (and re-validated) from their resolved tables."""
+    labels, profiles = [], []
+    for entry in plan["profiles"]:
+        data = entry["profile"]
+        raw = {key: data[key] for key in (*TABLES, "method", "description") if key in data}
+        labels.append(entry["label"])
+        profiles.append(build(raw, data.get("source", entry["label"])))
+    return labels, profiles
+
+
+def plan_samples(plan: dict[str, Any]) -> list[Sample]:
+    return [Sample.from_dict(s) for s in plan["suite"]["samples"]]
+
+
+def run_compare(
+    plan: dict[str, Any],
+    store: RunStore | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+    on_event: Callable[[Event], None] = lambda _e: None,
+    baseline: str | None = None,
+    contenders: list[Contender] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run what is left of the plan and return (summary, all records). With a store, each record
+    is made durable as it finishes; on Ctrl-C a partial summary is written before re-raising.
+    `contenders` may be passed already opened (in plan order) to keep using them afterwards."""
+    labels, profiles = plan_profiles(plan)
+    samples = plan_samples(plan)
+    records: list[dict[str, Any]] = store.records if store else []
+    done = {record_key(r) for r in records}
+    keep = store.append if store else records.append
+    todo = len(planned_keys(labels, samples, plan["repeat"])) - len(done)
+    try:
+        if todo > 0:
+            contenders = contenders or open_contenders(labels, profiles, progress)
+            run_interleaved(
+                contenders, samples, plan["repeat"], plan["warmup"], done, keep, on_event
+            )
+    except KeyboardInterrupt:
+        if store is not None and store.records:
+            store.write_summary(summarize(plan, store.records, store.folder, baseline))
+        raise
+    summary = summarize(plan, records, store.folder if store else None, baseline)
+    if store is not None:
+        store.write_summary(summary)
+    return summary, records
+
+
+def summarize(
+    plan: dict[str, Any],
+    records: list[dict[str, Any]],
+    output_dir: Path | None = None,
+    baseline: str | None = None,
+) -> dict[str, Any]:
+    """The decbench/compare/v1 summary: a pure function of the plan and the records."""
+    labels, profiles = plan_profiles(plan)
+    baseline = baseline or plan["baseline"]
+    if baseline not in labels:
+        raise unknown("baseline", baseline, labels, where="--baseline")
+    suite = {k: v for k, v in plan["suite"].items() if k != "samples"}
+    samples = plan_samples(plan)
+    expected = len(planned_keys(labels, samples, plan["repeat"]))
+    base_profile = profiles[labels.index(baseline)]
+    return {
+        "schema": SCHEMA_COMPARE,
+        "suite": suite,
+        "selection": plan.get("selection", {}),
+        "baseline": baseline,
+        "profiles": [
+            _profile_entry(label, p, records) for label, p in zip(labels, profiles, strict=True)
+        ],
+        "repeat": plan["repeat"],
+        "warmup": plan["warmup"],
+        "complete": len({record_key(r) for r in records}) >= expected,
+        "records": len(records),
+        "expected_records": expected,
+        "environment": environment(
+            base_profile.backend.device,
+            base_profile.backend.dtype,
+            model=base_profile.model.name,
+            seed=base_profile.sampling.seed,
+        ),
+        "results": aggregate(records, labels, baseline, suite["categories"]),
+        "output_dir": str(output_dir) if output_dir else None,
+    }
+
+
+def _profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = get_decoder(profile.method).spec
+    env = next((r["environment"] for r in records if r["profile"] == label), {})
+    return {
+        "label": label,
+        "method": profile.method,
+        "source": profile.source,
+        "lossless": spec.lossless,
+        "reference": spec.reference,
+        "model": profile.model.name,
+        "model_fingerprint": env.get("model_fingerprint"),
+        "device": profile.backend.device,
+        "dtype": profile.backend.dtype,
+        "params": dataclasses.asdict(profile.options),
+        "sampling": dataclasses.asdict(profile.sampling),
+        "generation": dataclasses.asdict(profile.generation),
+    }

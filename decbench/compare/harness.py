@@ -1,0 +1,270 @@
+"""The measuring loop of `compare`: load every profile (each distinct model once), warm each
+up, then run the samples with the profiles interleaved prompt by prompt (A B A B ...), one
+self-contained record per (profile, sample, repeat).
+
+Timing: the wall clock around the decoder's `generate` only, with the device synchronised on
+both sides; prompts are tokenised before the clock starts (and that time is reported as the
+`tokenize` phase). Every method sees the same prompt ids and the same stop rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from decbench.backends.runner import ModelRunner
+from decbench.compare.conversation import encode_turn
+from decbench.compare.memory import MemoryProbe
+from decbench.decoders.base import Request
+from decbench.errors import ConfigError
+from decbench.profiles import Profile
+from decbench.results import GenerationResult
+from decbench.run import Session, open_session
+from decbench.suites import Sample
+
+SCHEMA_SAMPLE = "decbench/sample/v1"
+WARMUP_TOKENS = 16  # a warm-up run decodes at most this many tokens
+
+
+@dataclass
+class Contender:
+    label: str
+    profile: Profile
+    session: Session
+    environment: dict[str, Any]
+
+
+@dataclass
+class Event:
+    kind: str  # "warmup" | "record"
+    done: int  # records finished so far (including resumed ones)
+    total: int  # records planned
+    label: str
+    sample_id: str
+    record: dict[str, Any] | None = None
+
+
+def unique_labels(profiles: list[Profile]) -> list[str]:
+    """Each profile's label (file stem or method name), made unique with -2, -3 ..."""
+    labels: list[str] = []
+    for profile in profiles:
+        label = profile.label
+        n = 2
+        while label in labels:
+            label = f"{profile.label}-{n}"
+            n += 1
+        labels.append(label)
+    return labels
+
+
+def check_comparable(labels: list[str], profiles: list[Profile]) -> None:
+    """Same stop rules for all (generation settings), one thread count for the process."""
+    first = dataclasses.asdict(profiles[0].generation)
+    for label, profile in zip(labels[1:], profiles[1:], strict=True):
+        other = dataclasses.asdict(profile.generation)
+        for name, value in first.items():
+            if other[name] != value:
+                raise ConfigError(
+                    f"profiles differ in generation.{name} ({labels[0]}: {value!r}, {label}: "
+                    f"{other[name]!r}); compare needs identical stop rules: pass "
+                    f"--set generation.{name}=... (or --max-new-tokens) to set it for all"
+                )
+    threads = {p.backend.threads for p in profiles}
+    if len(threads) > 1:
+        raise ConfigError(
+            f"profiles set different backend.threads ({sorted(threads)}); torch threads are "
+            "per process, so pass --threads N to set one value for all"
+        )
+
+
+def _model_key(profile: Profile) -> tuple:
+    m, b = profile.model, profile.backend
+    return (m.name, m.trust_remote_code, b.device, b.dtype)
+
+
+def open_contenders(
+    labels: list[str], profiles: list[Profile], progress: Callable[[str], None]
+) -> list[Contender]:
+    """Build every profile's decoder; profiles on the same model and backend share one loaded
+    target runner."""
+    targets: dict[tuple, ModelRunner] = {}
+    contenders = []
+    for label, profile in zip(labels, profiles, strict=True):
+        shared = targets.get(_model_key(profile))
+        session = open_session(profile, progress=progress, target=shared)
+        targets.setdefault(_model_key(profile), session.target)
+        contenders.append(Contender(label, profile, session, session.environment()))
+    return contenders
+
+
+# -- one sample --------------------------------------------------------------------------------
+def generate_turn(
+    contender: Contender, turns: list[str], answers: list[str], max_new_tokens: int | None = None
+) -> tuple[GenerationResult, float]:
+    """Encode (untimed) and decode one turn; returns the result and its wall time."""
+    session = contender.session
+    profile = contender.profile
+    start = time.perf_counter()
+    ids = encode_turn(session.target, profile, turns, answers)
+    generation = profile.generation
+    if max_new_tokens is not None:
+        generation = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
+    request = Request(
+        prompt=turns[-1],
+        prompt_ids=ids,
+        generation=generation,
+        sampling=profile.sampling,
+        tokenize_s=time.perf_counter() - start,
+    )
+    session.target.synchronize()
+    t0 = time.perf_counter()
+    result = session.decoder.generate(request)
+    session.target.synchronize()
+    wall = time.perf_counter() - t0
+    result.timings.phases["tokenize"] = request.tokenize_s
+    return result, wall
+
+
+def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, Any]:
+    """All turns of one sample, each following this method's own earlier answers."""
+    results: list[GenerationResult] = []
+    walls: list[float] = []
+    answers: list[str] = []
+    with MemoryProbe(contender.session.target.device) as memory:
+        for i in range(len(sample.turns)):
+            result, wall = generate_turn(contender, list(sample.turns[: i + 1]), answers)
+            results.append(result)
+            walls.append(wall)
+            answers.append(result.text)
+    return build_record(contender, sample, repeat, results, walls, memory.result())
+
+
+def warm_up(contender: Contender, sample: Sample) -> None:
+    """One short untimed run of the first turn, so that lazy initialisation is not timed."""
+    generate_turn(contender, [sample.turns[0]], [], min(WARMUP_TOKENS, _max_new(contender)))
+
+
+def _max_new(contender: Contender) -> int:
+    return contender.profile.generation.max_new_tokens
+
+
+def trace_totals(results: list[GenerationResult]) -> dict[str, Any]:
+    """Summable step statistics over all turns (mergeable across records)."""
+    steps = [step for r in results for step in r.steps]
+    offered: list[int] = []
+    accepted: list[int] = []
+    for r in results:
+        for i, (o, a) in enumerate(
+            zip(r.stats["position_offered"], r.stats["position_accepted"], strict=True)
+        ):
+            if i >= len(offered):
+                offered.append(0)
+                accepted.append(0)
+            offered[i] += o
+            accepted[i] += a
+    return {
+        "steps": len(steps),
+        "emitted": sum(s.emitted for s in steps),
+        "drafted": sum(len(s.drafted) for s in steps),
+        "accepted": sum(s.accepted for s in steps),
+        "drafted_steps": sum(bool(s.drafted) for s in steps),
+        # steps where a draft token was rejected: the failed trials of Leviathan's geometric model
+        "rejected_steps": sum(bool(s.drafted) and s.accepted < len(s.drafted) for s in steps),
+        # tokens the target verified per step, summed: pending token + draft (or tree nodes)
+        "verified_tokens": sum(
+            1 + (len(s.tree.tokens) if s.tree else len(s.drafted)) for s in steps
+        ),
+        "position_offered": offered,
+        "position_accepted": accepted,
+    }
+
+
+def build_record(
+    contender: Contender,
+    sample: Sample,
+    repeat: int,
+    results: list[GenerationResult],
+    walls: list[float],
+    memory: dict[str, Any],
+) -> dict[str, Any]:
+    """A decbench/sample/v1 record. It also carries Spec-Bench's answer fields: `turns` (answer
+    texts), `new_tokens`, `wall_time`, `decoding_steps` (per turn) and `accept_lengths` (tokens
+    committed per target step, over all turns)."""
+    phases: dict[str, float] = {}
+    for r in results:
+        for name, seconds in r.timings.phases.items():
+            phases[name] = phases.get(name, 0.0) + seconds
+    spec = contender.session.decoder.spec
+    return {
+        "schema": SCHEMA_SAMPLE,
+        "profile": contender.label,
+        "method": contender.profile.method,
+        "profile_source": contender.profile.source,
+        "lossless": spec.lossless,
+        "reference": spec.reference,
+        "model": contender.profile.model.name,
+        "sample_id": sample.id,
+        "category": sample.category,
+        "repeat": repeat,
+        "prompts": list(sample.turns),
+        "turns": [r.text for r in results],
+        "token_ids": [r.token_ids for r in results],
+        "prompt_tokens": [r.prompt_tokens for r in results],
+        "new_tokens": [len(r.token_ids) for r in results],
+        "wall_time": walls,
+        "decoding_steps": [len(r.steps) for r in results],
+        "accept_lengths": [s.emitted for r in results for s in r.steps],
+        "finish_reasons": [r.finish_reason for r in results],
+        "ttft_s": [r.timings.ttft_s for r in results],
+        "tokens_per_s": sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
+        "stats": trace_totals(results),
+        "phases": phases,
+        "memory": memory,
+        "params": dataclasses.asdict(contender.profile.options),
+        "sampling": dataclasses.asdict(contender.profile.sampling),
+        "generation": dataclasses.asdict(contender.profile.generation),
+        "environment": contender.environment,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def planned_keys(
+    labels: list[str], samples: list[Sample], repeat: int
+) -> list[tuple[int, Sample, str]]:
+    """Repeat by repeat, sample by sample, every profile in turn (A B A B ...)."""
+    return [(r, s, label) for r in range(repeat) for s in samples for label in labels]
+
+
+def run_interleaved(
+    contenders: list[Contender],
+    samples: list[Sample],
+    repeat: int,
+    warmup: int,
+    done: set[tuple[str, str, int]],
+    on_record: Callable[[dict[str, Any]], None],
+    on_event: Callable[[Event], None] = lambda _e: None,
+) -> None:
+    """Run every planned (repeat, sample, profile) not in `done`; hand each finished record to
+    `on_record` at once (which stores it durably) before starting the next."""
+    by_label = {c.label: c for c in contenders}
+    plan = planned_keys(list(by_label), samples, repeat)
+    todo = [(r, s, label) for r, s, label in plan if (label, s.id, r) not in done]
+    finished = len(plan) - len(todo)
+    pending = {label for _, _, label in todo}
+    for contender in contenders:
+        if contender.label not in pending or not todo:
+            continue
+        first = next(s for _, s, label in todo if label == contender.label)
+        for _ in range(warmup):
+            on_event(Event("warmup", finished, len(plan), contender.label, first.id))
+            warm_up(contender, first)
+    for r, sample, label in todo:
+        record = run_sample(by_label[label], sample, r)
+        on_record(record)
+        finished += 1
+        on_event(Event("record", finished, len(plan), label, sample.id, record))

@@ -1,0 +1,71 @@
+"""`compare --plot FILE.png`: speedup per category per method, with the interquartile range
+as error bars, against a line at 1× (the baseline). matplotlib is an optional extra
+(`pip install 'decbench[plot]'`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from decbench.errors import ConfigError, RunError
+
+OVERALL = "overall"
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ConfigError(
+            "--plot needs matplotlib, an optional extra: pip install 'decbench[plot]' "
+            "(or pip install matplotlib)"
+        ) from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: one group per category (and overall), one bar per non-baseline profile."""
+    if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
+        raise ConfigError(f"--plot {path}: use a .png, .svg or .pdf file name")
+    plt = _matplotlib()
+    labels = [p["label"] for p in summary["profiles"] if p["label"] != summary["baseline"]]
+    if not labels:
+        raise ConfigError("--plot needs at least one profile besides the baseline")
+    categories = list(summary["suite"]["categories"])
+    groups = [*categories, OVERALL] if len(categories) > 1 else categories
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * max(1, len(labels) / 2)), 4.2))
+    for i, label in enumerate(labels):
+        medians, low, high = [], [], []
+        for group in groups:
+            result = summary["results"][label]
+            stats = (result[OVERALL] if group == OVERALL else result["categories"][group])[
+                "speedup"
+            ]
+            median = stats["median"] if stats else float("nan")
+            medians.append(median)
+            low.append(median - stats["q1"] if stats else 0.0)
+            high.append(stats["q3"] - median if stats else 0.0)
+        xs = [g + (i - (len(labels) - 1) / 2) * width for g in range(len(groups))]
+        bars = ax.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
+        ax.bar_label(bars, labels=[f"{m:.2f}×" for m in medians], fontsize=7, label_type="center")
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
+    ax.set_ylabel(f"speedup vs {summary['baseline']} (median, IQR)")
+    env = summary["environment"]
+    ax.set_title(
+        f"{summary['suite']['name']} · {env.get('model')} · {env['device']} {env['dtype']}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=150)
+    except OSError as e:
+        raise RunError(f"--plot: cannot write {path}: {e.strerror}") from e
+    finally:
+        plt.close(fig)
+    return path

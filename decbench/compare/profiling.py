@@ -1,0 +1,264 @@
+"""`decbench profile` as a library: where the time goes, what verification costs, how
+acceptance decays along the draft, and what speedup theory predicts from those numbers.
+
+The prediction follows Leviathan et al., "Fast Inference from Transformers via Speculative
+Decoding" (2023): with a per-token acceptance probability alpha (assumed i.i.d.) and k draft
+tokens per step, a step commits E = (1 - alpha^(k+1)) / (1 - alpha) tokens on average, and with
+c = cost of one draft token / cost of one target forward, the speedup is E / (k c + 1).
+
+Generalised to what decbench measures:
+- alpha is estimated from the trace by maximum likelihood for that geometric model:
+  accepted / (accepted + steps with a rejection);
+- steps without a draft (prompt lookup finding no match) commit one token, so
+  E_mix = f E + (1 - f) with f the share of steps that drafted;
+- c = draft seconds per drafted token / T(1), where T(n) is the measured time of one target
+  forward over n new tokens on a prefilled cache. This also covers proposers without a draft
+  model (prompt lookup: c is close to 0). Leviathan's formula assumes T(k + 1) = T(1);
+- the verify-aware prediction drops that assumption: E_mix T(1) / (draft s per step + T(v)),
+  with v the mean number of tokens the target verified per step (tree nodes for trees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from decbench.backends.runner import ModelRunner
+from decbench.backends.timing import PhaseTimer
+from decbench.compare.harness import Contender, generate_turn
+from decbench.compare.stats import OVERALL
+from decbench.errors import ConfigError, RunError
+from decbench.profiles import TABLES, Profile, build
+
+SCHEMA_PROFILE = "decbench/profile/v1"
+
+
+def baseline_profile(profile: Profile) -> Profile:
+    """The same model, backend, generation and sampling with plain one-token decoding: greedy,
+    or ancestral sampling for a sampling profile."""
+    data = profile.to_dict()
+    raw = {key: data[key] for key in TABLES}
+    raw["method"] = {"name": "greedy" if profile.sampling.greedy else "sample"}
+    return build(raw, f"{profile.label} baseline")
+
+
+# -- the analytic model --------------------------------------------------------------------------
+def expected_tokens_per_step(alpha: float, k: float) -> float:
+    """Leviathan et al. (2023), eq. 1: E = (1 - alpha^(k+1)) / (1 - alpha); k + 1 at alpha = 1."""
+    if alpha >= 1.0:
+        return k + 1.0
+    return (1.0 - alpha ** (k + 1.0)) / (1.0 - alpha)
+
+
+def leviathan_speedup(alpha: float, k: float, c: float) -> float:
+    """Expected walltime improvement E / (k c + 1) (Leviathan et al. 2023, Theorem 3.8)."""
+    return expected_tokens_per_step(alpha, k) / (k * c + 1.0)
+
+
+def interpolate(curve: list[dict[str, float]], tokens: float) -> float:
+    """T(tokens) in seconds from the verify-cost curve; linear, extrapolated past its end."""
+    xs = np.array([row["tokens"] for row in curve], dtype=float)
+    ys = np.array([row["median_ms"] for row in curve], dtype=float) / 1000
+    if tokens <= xs[-1] or len(xs) < 2:
+        return float(np.interp(tokens, xs, ys))
+    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    return float(ys[-1] + slope * (tokens - xs[-1]))
+
+
+def predict(
+    totals: dict[str, Any], draft_s: float, curve: list[dict[str, float]]
+) -> dict[str, Any]:
+    """The analytic speedups from summed trace statistics (see the module docstring)."""
+    steps = totals["steps"]
+    drafted, accepted = totals["drafted"], totals["accepted"]
+    trials = accepted + totals["rejected_steps"]
+    t1 = interpolate(curve, 1)
+    if not steps or not drafted or not trials or t1 <= 0:
+        return {"drafts": False, "expected_tokens_per_step": 1.0, "leviathan_speedup": 1.0}
+    alpha = accepted / trials
+    k = drafted / totals["drafted_steps"]
+    share = totals["drafted_steps"] / steps
+    c = (draft_s / drafted) / t1
+    e_mix = share * expected_tokens_per_step(alpha, k) + (1.0 - share)
+    verified = totals["verified_tokens"] / steps
+    return {
+        "drafts": True,
+        "alpha": alpha,
+        "k": k,
+        "drafting_share": share,
+        "c": c,
+        "t1_ms": t1 * 1000,
+        "mean_verified_tokens": verified,
+        "expected_tokens_per_step": e_mix,
+        "leviathan_speedup": e_mix / (share * k * c + 1.0),
+        "verify_aware_speedup": e_mix * t1 / (draft_s / steps + interpolate(curve, verified)),
+    }
+
+
+# -- measurements --------------------------------------------------------------------------------
+@torch.inference_mode()
+def verify_cost_curve(
+    target: ModelRunner, prompt_ids: list[int], max_tokens: int = 16, repeats: int = 5
+) -> list[dict[str, float]]:
+    """Time of one target forward over n = 1..max_tokens new tokens on top of the prefilled
+    prompt, as the verify step runs it (all logits). Median of `repeats`, n interleaved."""
+    if max_tokens < 1 or repeats < 1:
+        raise ConfigError("--verify-max and --verify-repeats must be >= 1")
+    target.prefill(torch.tensor([prompt_ids]))
+    base = target.cache_len
+    pool = (prompt_ids * (max_tokens // max(len(prompt_ids), 1) + 1))[:max_tokens]
+    seconds: dict[int, list[float]] = {n: [] for n in range(1, max_tokens + 1)}
+    for _ in range(repeats):
+        for n in seconds:
+            ids = torch.tensor([pool[:n]])
+            target.synchronize()
+            t0 = time.perf_counter()
+            target.forward(ids)
+            target.synchronize()
+            seconds[n].append(time.perf_counter() - t0)
+            target.crop(base)
+    one = float(np.median(seconds[1]))
+    return [
+        {
+            "tokens": n,
+            "median_ms": float(np.median(s)) * 1000,
+            "min_ms": min(s) * 1000,
+            "max_ms": max(s) * 1000,
+            "relative": float(np.median(s)) / one if one > 0 else 0.0,
+        }
+        for n, s in seconds.items()
+    ]
+
+
+def sum_totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summed trace statistics and phases of a profile's records."""
+    totals: dict[str, Any] = {"position_offered": [], "position_accepted": []}
+    phases: dict[str, float] = {}
+    for record in records:
+        for name, value in record["stats"].items():
+            if isinstance(value, list):
+                own = totals[name]
+                own.extend([0] * (len(value) - len(own)))
+                for i, v in enumerate(value):
+                    own[i] += v
+            else:
+                totals[name] = totals.get(name, 0) + value
+        for name, seconds in record["phases"].items():
+            phases[name] = phases.get(name, 0.0) + seconds
+    return {"stats": totals, "phases": phases}
+
+
+def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Seconds per phase over the records, plus `other` = wall time not inside any phase (the
+    decoder's own Python, cache bookkeeping, stop checks). Tokenisation happens before the clock
+    starts; it is listed but is not part of the wall time."""
+    phases = sum_totals(records)["phases"]
+    wall = sum(sum(r["wall_time"]) for r in records)
+    tokens = sum(sum(r["new_tokens"]) for r in records)
+    inside = sum(s for name, s in phases.items() if name != "tokenize")
+    phases["other"] = max(0.0, wall - inside)
+    total = wall + phases.get("tokenize", 0.0)
+    ordered = sorted(phases.items(), key=lambda kv: -kv[1])
+    return {
+        name: {
+            "seconds": seconds,
+            "share": seconds / total if total > 0 else 0.0,
+            "ms_per_token": 1000 * seconds / tokens if tokens else 0.0,
+        }
+        for name, seconds in ordered
+    }
+
+
+def position_acceptance(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"position": i + 1, "offered": o, "accepted": a, "rate": a / o if o else None}
+        for i, (o, a) in enumerate(
+            zip(stats["position_offered"], stats["position_accepted"], strict=True)
+        )
+    ]
+
+
+def report(
+    label: str,
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
+    curve: list[dict[str, float]],
+    trace: Path | None,
+) -> dict[str, Any]:
+    """The decbench/profile/v1 document for profile `label` of a two-profile compare summary."""
+    own = [r for r in records if r["profile"] == label]
+    if not own:
+        raise RunError(f"profile '{label}' recorded no runs")
+    totals = sum_totals(own)
+    metrics = summary["results"][label][OVERALL]
+    base = summary["results"][summary["baseline"]][OVERALL]
+    prediction = predict(totals["stats"], totals["phases"].get("draft", 0.0), curve)
+    prediction["measured_tokens_per_step"] = metrics["mat"]
+    prediction["measured_speedup"] = metrics["speedup"]
+    prediction["measured_speedup_total"] = metrics["speedup_total"]
+    return {
+        "schema": SCHEMA_PROFILE,
+        "profile": label,
+        "method": own[0]["method"],
+        "baseline": summary["baseline"],
+        "suite": summary["suite"],
+        "runs": len(own),
+        "tokens": metrics["tokens"],
+        "wall_time_s": metrics["wall_time_s"],
+        "tokens_per_s": metrics["tokens_per_s"],
+        "baseline_tokens_per_s": base["tokens_per_s"],
+        "exact_match": metrics["exact_match"],
+        "phases": phase_breakdown(own),
+        "verify_cost": curve,
+        "position_acceptance": position_acceptance(totals["stats"]),
+        "prediction": prediction,
+        "trace": str(trace) if trace else None,
+        "environment": summary["environment"],
+    }
+
+
+# -- torch profiler trace ------------------------------------------------------------------------
+class TracingTimer(PhaseTimer):
+    """A PhaseTimer whose phases also appear as named ranges in a torch profiler trace."""
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        with torch.profiler.record_function(f"decbench.{name}"), super().phase(name):
+            yield
+
+
+@contextlib.contextmanager
+def traced_phases(runner: ModelRunner) -> Iterator[None]:
+    saved = runner.timer
+    runner.timer = TracingTimer(runner.device)
+    try:
+        yield
+    finally:
+        runner.timer = saved
+
+
+def export_trace(contender: Contender, prompt: str, path: Path) -> Path:
+    """One generation of `prompt` under torch.profiler, written as a Chrome trace (open it in
+    chrome://tracing or https://ui.perfetto.dev)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if contender.session.target.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--trace: cannot create {path.parent}: {e.strerror}") from e
+    with traced_phases(contender.session.target), profile(activities=activities) as prof:
+        generate_turn(contender, [prompt], [])
+    try:
+        prof.export_chrome_trace(str(path))
+    except OSError as e:
+        raise RunError(f"--trace: cannot write {path}: {e.strerror}") from e
+    return path

@@ -1,0 +1,189 @@
+"""The arithmetic of `compare`, on plain per-sample records (decbench/sample/v1).
+
+- Tokens are counted from generated ids (`new_tokens`), identically for every method.
+- A *pair* is the baseline's and a method's run of the same sample in the same repeat. Its
+  speedup is the ratio of their tokens per second (for identical outputs, the ratio of wall
+  times). A group's speedup is the median over its pairs, with the spread.
+- Exact match compares every turn's generated ids with the baseline's; the first divergence is
+  the index of the first differing token over all turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from decbench.metrics.quality import first_divergence
+
+OVERALL = "overall"
+
+Key = tuple[str, int]  # (sample_id, repeat)
+
+
+def spread(values: Sequence[float]) -> dict[str, float] | None:
+    """Median, quartiles and range of a list of numbers; None when empty."""
+    if not values:
+        return None
+    array = np.asarray(values, dtype=float)
+    q1, median, q3 = np.percentile(array, [25, 50, 75])
+    return {
+        "median": float(median),
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "n": len(values),
+    }
+
+
+def tokens(record: dict[str, Any]) -> int:
+    return int(sum(record["new_tokens"]))
+
+
+def wall_time(record: dict[str, Any]) -> float:
+    return float(sum(record["wall_time"]))
+
+
+def tokens_per_s(record: dict[str, Any]) -> float:
+    seconds = wall_time(record)
+    return tokens(record) / seconds if seconds > 0 else 0.0
+
+
+def flat_ids(record: dict[str, Any]) -> list[int]:
+    return [token for turn in record["token_ids"] for token in turn]
+
+
+def key(record: dict[str, Any]) -> Key:
+    return (str(record["sample_id"]), int(record["repeat"]))
+
+
+def by_key(records: Iterable[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    return {key(r): r for r in records}
+
+
+def pair_speedups(
+    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
+) -> list[float]:
+    """Per pair: method tokens/s over baseline tokens/s. Unpaired records are skipped."""
+    ratios = []
+    for record in method:
+        base = baseline.get(key(record))
+        if base is None:
+            continue
+        base_tps = tokens_per_s(base)
+        if base_tps > 0:
+            ratios.append(tokens_per_s(record) / base_tps)
+    return ratios
+
+
+def total_speedup(
+    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
+) -> float | None:
+    """Ratio of aggregate throughputs over the paired runs (sum tokens / sum time)."""
+    pairs = [(r, baseline[key(r)]) for r in method if key(r) in baseline]
+    if not pairs:
+        return None
+    method_tps = sum(tokens(r) for r, _ in pairs) / max(sum(wall_time(r) for r, _ in pairs), 1e-12)
+    base_tps = sum(tokens(b) for _, b in pairs) / max(sum(wall_time(b) for _, b in pairs), 1e-12)
+    return method_tps / base_tps if base_tps > 0 else None
+
+
+def exact_match(
+    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
+) -> dict[str, Any]:
+    matched = 0
+    diverged = []
+    for record in method:
+        base = baseline.get(key(record))
+        if base is None:
+            continue
+        index = first_divergence(flat_ids(record), flat_ids(base))
+        if index is None:
+            matched += 1
+        else:
+            sample_id, repeat = key(record)
+            diverged.append({"sample_id": sample_id, "repeat": repeat, "index": index})
+    pairs = matched + len(diverged)
+    indices = [d["index"] for d in diverged]
+    return {
+        "rate": matched / pairs if pairs else None,
+        "matched": matched,
+        "pairs": pairs,
+        "first_divergence": {
+            "min": min(indices) if indices else None,
+            "median": float(np.median(indices)) if indices else None,
+            "diverged": diverged,
+        },
+    }
+
+
+def acceptance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """MAT (committed tokens per target step, including the bonus token) and acceptance rate,
+    from the summed step statistics of the records."""
+    steps = sum(r["stats"]["steps"] for r in records)
+    emitted = sum(r["stats"]["emitted"] for r in records)
+    drafted = sum(r["stats"]["drafted"] for r in records)
+    accepted = sum(r["stats"]["accepted"] for r in records)
+    return {
+        "mat": emitted / steps if steps else None,
+        "acceptance_rate": accepted / drafted if drafted else None,
+        "steps": steps,
+        "drafted": drafted,
+        "accepted": accepted,
+    }
+
+
+def _max(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def group_metrics(
+    records: Sequence[dict[str, Any]],
+    baseline: dict[Key, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Every number `compare` reports for one profile over one group of records. `baseline` is
+    None for the baseline itself."""
+    metrics: dict[str, Any] = {
+        "runs": len(records),
+        "tokens": sum(tokens(r) for r in records),
+        "wall_time_s": sum(wall_time(r) for r in records),
+        "tokens_per_s": spread([tokens_per_s(r) for r in records]),
+        **acceptance(records),
+        "peak_memory_mb": _max(r["memory"]["peak_mb"] for r in records),
+        "peak_memory_delta_mb": _max(r["memory"]["peak_delta_mb"] for r in records),
+    }
+    if baseline is None:
+        metrics.update(speedup=None, speedup_total=None, exact_match=None)
+    else:
+        metrics.update(
+            speedup=spread(pair_speedups(records, baseline)),
+            speedup_total=total_speedup(records, baseline),
+            exact_match=exact_match(records, baseline),
+        )
+    return metrics
+
+
+def aggregate(
+    records: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    baseline: str,
+    categories: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """profile label -> {"overall": metrics, "categories": {category: metrics}}."""
+    by_profile = {label: [r for r in records if r["profile"] == label] for label in labels}
+    base_index = by_key(by_profile[baseline])
+    results = {}
+    for label in labels:
+        own = by_profile[label]
+        reference = None if label == baseline else base_index
+        results[label] = {
+            OVERALL: group_metrics(own, reference),
+            "categories": {
+                category: group_metrics([r for r in own if r["category"] == category], reference)
+                for category in categories
+            },
+        }
+    return results

@@ -1,0 +1,35 @@
+"""Reference: transformers' own greedy `generate(do_sample=False)` (Wolf et al., "Transformers:
+State-of-the-Art Natural Language Processing", 2020).
+
+For comparison only: `decbench compare --method greedy --method hf-greedy` measures decbench's
+loop against transformers' on identical prompts and stop rules. Lossless: it is greedy decoding,
+token-identical to decbench's `greedy` (tested)."""
+
+from __future__ import annotations
+
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.hf_common import run_reference
+from decbench.decoders.registry import register_decoder
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+
+
+@register_decoder
+class HFGreedy(Decoder):
+    spec = MethodSpec(
+        name="hf-greedy",
+        summary="reference: transformers' generate(do_sample=False), to measure greedy against",
+        paper="Wolf et al., Transformers: State-of-the-Art Natural Language Processing (2020)",
+        lossless=True,
+        lossless_note="is greedy decoding: token-identical to decbench's greedy (tested)",
+        samples=False,
+        reference=True,
+    )
+
+    def generate(self, request: Request) -> GenerationResult:
+        if not request.sampling.greedy:
+            raise ConfigError(
+                "method 'hf-greedy' does not sample; set sampling.temperature = 0 "
+                "or use --method hf-sample"
+            )
+        return run_reference(self.spec.name, self.options, self.target, request)

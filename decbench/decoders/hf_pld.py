@@ -1,0 +1,57 @@
+"""Reference: transformers' prompt lookup decoding, `generate(prompt_lookup_num_tokens=k)`
+(Saxena, "Prompt Lookup Decoding", 2023, as implemented in transformers).
+
+For comparison with decbench's `pld` on identical prompts. transformers matches the last
+`max_ngram` down to 1 tokens and proposes up to `k` tokens that followed the match. Lossless:
+under greedy the target's argmax decides every token (token-identical to greedy, tested); under
+sampling transformers samples each verified position from the target and keeps draft tokens
+only while they equal those samples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.hf_common import run_reference
+from decbench.decoders.registry import register_decoder
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+
+
+@dataclass
+class HFPromptLookupOptions:
+    k: int = 10  # prompt_lookup_num_tokens: draft tokens per step (at most)
+    max_ngram: int = 3  # max_matching_ngram_size: longest suffix to match
+
+
+@register_decoder
+class HFPromptLookup(Decoder):
+    spec = MethodSpec(
+        name="hf-pld",
+        summary="reference: transformers' prompt lookup decoding (prompt_lookup_num_tokens)",
+        paper="Saxena, Prompt Lookup Decoding (2023), transformers' implementation",
+        lossless=True,
+        lossless_note="token-identical to greedy under greedy (tested); under sampling keeps "
+        "drafts only where they equal the target's own samples",
+        drafts=True,
+        reference=True,
+    )
+    Options = HFPromptLookupOptions
+
+    def __init__(self, target, options: HFPromptLookupOptions, ctx) -> None:
+        super().__init__(target, options, ctx)
+        if options.k < 1:
+            raise ConfigError(f"method.k must be >= 1, got {options.k}")
+        if options.max_ngram < 1:
+            raise ConfigError(f"method.max_ngram must be >= 1, got {options.max_ngram}")
+
+    def generate(self, request: Request) -> GenerationResult:
+        return run_reference(
+            self.spec.name,
+            self.options,
+            self.target,
+            request,
+            decode_phase="verify",
+            prompt_lookup_num_tokens=self.options.k,
+            max_matching_ngram_size=self.options.max_ngram,
+        )

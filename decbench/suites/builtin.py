@@ -1,0 +1,75 @@
+"""The built-in suites: one per category, a default mix, and the input-grounded subset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from decbench.suites import stdlib, written
+from decbench.suites.base import (
+    CATEGORIES,
+    CODE_COMPLETION,
+    CODE_EDIT,
+    MATH,
+    MULTI_TURN,
+    QA,
+    RAG,
+    SUMMARIZATION,
+    TRANSLATION,
+    Sample,
+    Suite,
+)
+
+DEFAULT_SUITE = "spec-bench-mini"
+
+# category -> (how its prompts are made, turns of each sample)
+_PROMPTS: dict[str, tuple[str, Callable[[], list]]] = {
+    MULTI_TURN: ("two-turn conversations written for decbench", lambda: written.MULTI_TURN),
+    TRANSLATION: (
+        "short sentences to translate, written for decbench",
+        lambda: written.TRANSLATION,
+    ),
+    SUMMARIZATION: (
+        "summarize a Python language-reference topic (pydoc_data)",
+        stdlib.summarization_prompts,
+    ),
+    QA: ("general-knowledge questions written for decbench", lambda: written.QA),
+    MATH: ("word problems with step-by-step answers, written for decbench", lambda: written.MATH),
+    RAG: ("answer from two retrieved reference topics (pydoc_data)", stdlib.rag_prompts),
+    CODE_COMPLETION: (
+        "finish a standard-library function from its first half",
+        stdlib.completion_prompts,
+    ),
+    CODE_EDIT: ("edit a standard-library function as instructed", stdlib.edit_prompts),
+}
+
+# name -> (description, categories, prompts per category or None for all)
+_SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
+    DEFAULT_SUITE: ("3 prompts from each of the 8 categories (the default)", CATEGORIES, 3),
+    "all": ("every built-in prompt, 8 categories", CATEGORIES, None),
+    "input-grounded": (
+        "outputs that copy from the prompt: summarization, rag, code-edit",
+        (SUMMARIZATION, RAG, CODE_EDIT),
+        None,
+    ),
+    **{c: (_PROMPTS[c][0], (c,), None) for c in CATEGORIES},
+}
+
+
+def category_samples(category: str) -> list[Sample]:
+    samples = []
+    for number, prompt in enumerate(_PROMPTS[category][1](), start=1):
+        turns = tuple(prompt) if isinstance(prompt, tuple) else (prompt,)
+        samples.append(Sample(id=f"{category}-{number:02d}", category=category, turns=turns))
+    return samples
+
+
+def builtin_names() -> list[str]:
+    return list(_SUITES)
+
+
+def builtin_suite(name: str) -> Suite:
+    description, categories, per_category = _SUITES[name]
+    samples = [
+        sample for category in categories for sample in category_samples(category)[:per_category]
+    ]
+    return Suite(name=name, description=description, source="builtin", samples=samples)
