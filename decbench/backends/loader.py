@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from decbench.backends.runner import ModelRunner
+from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
 from decbench.models import resolve
 from decbench.settings import BackendSettings, ModelSettings
@@ -56,6 +57,10 @@ def load_runner(
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
     remote = model.trust_remote_code
+    special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
+    if special is not None:
+        with _quiet_transformers():
+            return special(model.name, folder, device, dtype)
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)

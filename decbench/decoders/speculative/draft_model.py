@@ -9,11 +9,13 @@ draft's top probability falls under it (llama.cpp `--draft-p-min`; the idea of S
 DEL). Lossless: exact match under greedy, rejection sampling with the draft's q under sampling.
 
 `draft` is a model name or folder sharing the target's tokenizer, or `self:layers=N`: the
-target's own first N layers plus its LM head, which needs no second model at all.
+target's own first N layers plus its LM head, which needs no second model at all, or
+`self:int8` / `self:int4`: a quantized copy of the target (decbench.quant), made in memory.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
@@ -34,7 +36,7 @@ SCHEDULES = ("constant", "heuristic")
 
 @dataclass
 class DraftModelOptions:
-    draft: str = "self:layers=8"  # model name/folder, or self:layers=N
+    draft: str = "self:layers=8"  # model name/folder, self:layers=N, self:int8 or self:int4
     k: int = 4  # draft tokens per step (the starting value under the heuristic schedule)
     schedule: str = "constant"  # constant | heuristic (adaptive K)
     k_min: int = 1  # bounds for the adaptive schedule
@@ -100,14 +102,33 @@ class DraftModelProposer:
 
 def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunner:
     """`self:layers=N` derives a draft from the target; anything else loads a model by name."""
+    if spec in SELF_QUANTIZED:
+        return quantized_self_draft(target, SELF_QUANTIZED[spec])
     if spec.startswith("self:"):
         match = re.fullmatch(r"self:layers=(\d+)", spec)
         if not match:
-            raise ConfigError(f"method.draft: unknown self-draft '{spec}' (expected self:layers=N)")
+            raise ConfigError(
+                f"method.draft: unknown self-draft '{spec}' "
+                f"(expected self:layers=N, {', '.join(SELF_QUANTIZED)})"
+            )
         return truncated_runner(target, int(match.group(1)))
     draft = ctx.load_model(spec)
     check_same_vocabulary(target, draft)
     return draft
+
+
+# quantized copies of the target, made in memory (decbench.quant); lossless because the target
+# verifies every token. self:int8 is torch's int8-dynamic on CPU, quanto int8 weights elsewhere.
+SELF_QUANTIZED = {"self:int8": "int8", "self:int4": "int4-weight"}
+
+
+def quantized_self_draft(target: ModelRunner, scheme_name: str) -> ModelRunner:
+    from decbench.quant.schemes import get_scheme, quantize_in_memory
+
+    if scheme_name == "int8":
+        scheme_name = "int8-dynamic" if target.device.type == "cpu" else "int8-weight"
+    model = quantize_in_memory(copy.deepcopy(target.model), get_scheme(scheme_name))
+    return ModelRunner(model, target.tokenizer, name=f"{target.name}[{scheme_name}]")
 
 
 def check_same_vocabulary(target: ModelRunner, draft: ModelRunner) -> None:
