@@ -9,6 +9,7 @@ import typer
 
 from decbench.backends.loader import load_runner
 from decbench.cli import options as o
+from decbench.cli.canvas_render import canvas_steps, dllm_line
 from decbench.cli.output import Mode, Output
 from decbench.cli.render import TextStreamer, acceptance_chain, annotated_text, legend, summary
 from decbench.metrics.quality import check_scorer
@@ -100,9 +101,13 @@ def generate(
         out.info(legend())
     else:
         out.text("\n")
-    if show_steps > 0:
+    if show_steps > 0 and session.decoder.spec.diffusion:
+        out.show(canvas_steps(result, tokenizer, show_steps))
+    elif show_steps > 0:
         out.show(acceptance_chain(result, tokenizer, show_steps))
     out.info(summary(result))
+    if session.decoder.spec.diffusion:
+        out.info(dllm_line(result))
     if quality:
         out.info(quality_line(result.quality))
 
