@@ -2,7 +2,8 @@
 
 Invariant: the target's KV cache holds every committed token except the last one (the
 *pending* token), so each step's single forward runs over [pending] + draft and yields the
-target's distribution after the context and after every draft prefix.
+target's distribution after the context and after every draft prefix. A tree draft (tree.py)
+runs the same way under a tree mask; afterwards the cache is compacted to the accepted path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Request
+from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.acceptance import (
     SamplingRule,
     Verdict,
@@ -19,7 +21,7 @@ from decbench.decoders.speculative.acceptance import (
 )
 from decbench.decoders.speculative.proposer import Draft, Feedback, Proposer, ProposerContext
 from decbench.decoders.state import GenerationState
-from decbench.results import GenerationResult
+from decbench.results import GenerationResult, TreeTrace
 from decbench.sampler import choose, greedy_tokens, make_generator, target_distribution
 from decbench.settings import SamplingSettings
 
@@ -31,9 +33,11 @@ def run_speculative(
     proposer: Proposer,
     request: Request,
     rule: SamplingRule = rejection_sampling,
+    tree_rule: tree.TreeRule = tree.accept_sampling,
 ) -> GenerationResult:
     """prefill, then steps of: propose → verify (one target forward) → accept → append, emit
-    and roll back → observe. `rule` decides acceptance under sampling; greedy uses exact match."""
+    and roll back → observe. Under sampling `rule` decides acceptance of chains and `tree_rule`
+    of trees; greedy uses exact match for both."""
     state = GenerationState(method, params, target, request)
     sampling = request.sampling
     generator = None if sampling.greedy else make_generator(sampling)
@@ -53,33 +57,86 @@ def run_speculative(
         ctx = ProposerContext(state.tokens, state.prompt_len, budget, sampling, generator)
         with timer.phase("draft"):
             draft = proposer.propose(ctx) if budget > 0 else Draft([])
-        draft.tokens = draft.tokens[: max(budget, 0)]
 
-        # 2. verify: one target forward over the pending token and the draft
-        ids = torch.tensor([[state.tokens[-1], *draft.tokens]])
-        with timer.phase("verify"):
-            logits = target.forward(ids).logits[0]  # [k+1, vocab]
-
-        # 3. accept
-        with timer.phase("accept"):
-            verdict = accept(draft, logits, state.tokens, sampling, generator, rule)
-
-        # 4. append, emit, roll back the rejected suffix from the cache
-        emitted = state.commit([*draft.tokens[: verdict.accepted], verdict.bonus])
-        with timer.phase("rollback"):
-            target.crop(len(state.tokens) - 1)
-        state.record(
-            draft.tokens,
-            draft.probs_of_tokens(),
-            verdict.accepted,
-            verdict.bonus,
-            verdict.recovered,
-            emitted,
-        )
+        # 2.-4. verify in one target forward, accept, then append, emit and roll back
+        if draft.is_tree:
+            feedback = tree_step(tree.prune_depth(draft, budget), state, generator, tree_rule)
+        else:
+            draft.tokens = draft.tokens[: max(budget, 0)]
+            feedback = chain_step(draft, state, generator, rule)
 
         # 5. observe
-        proposer.observe(Feedback(len(draft.tokens), verdict.accepted, state.tokens))
+        proposer.observe(feedback)
     return state.result()
+
+
+def chain_step(
+    draft: Draft,
+    state: GenerationState,
+    generator: torch.Generator | None,
+    rule: SamplingRule,
+) -> Feedback:
+    target, timer, sampling = state.target, state.timer, state.request.sampling
+
+    # 2. verify: one target forward over the pending token and the draft
+    ids = torch.tensor([[state.tokens[-1], *draft.tokens]])
+    with timer.phase("verify"):
+        logits = target.forward(ids).logits[0]  # [k+1, vocab]
+
+    # 3. accept
+    with timer.phase("accept"):
+        verdict = accept(draft, logits, state.tokens, sampling, generator, rule)
+
+    # 4. append, emit, roll back the rejected suffix from the cache
+    emitted = state.commit([*draft.tokens[: verdict.accepted], verdict.bonus])
+    with timer.phase("rollback"):
+        target.crop(len(state.tokens) - 1)
+    state.record(
+        draft.tokens,
+        draft.probs_of_tokens(),
+        verdict.accepted,
+        verdict.bonus,
+        verdict.recovered,
+        emitted,
+    )
+    return Feedback(len(draft.tokens), verdict.accepted, state.tokens, draft, logits)
+
+
+def tree_step(
+    draft: Draft,
+    state: GenerationState,
+    generator: torch.Generator | None,
+    rule: tree.TreeRule,
+) -> Feedback:
+    target, timer, sampling = state.target, state.timer, state.request.sampling
+    past = target.cache_len
+
+    # 2. verify: one target forward over the pending token, every tree node and the side branch
+    block = tree.flatten(draft, state.tokens[-1], past)
+    with timer.phase("verify"):
+        logits = target.forward(block.ids, block.positions, block.mask).logits[0]  # [1+n+m, vocab]
+
+    # 3. accept the longest path the target agrees with
+    with timer.phase("accept"):
+        verdict = accept_tree(draft, logits, state.tokens, sampling, generator, rule)
+
+    # 4. append, emit, compact the cache to the accepted path (and cut it at a stop)
+    path_tokens = [draft.tokens[node] for node in verdict.path]
+    emitted = state.commit([*path_tokens, verdict.bonus])
+    with timer.phase("rollback"):
+        target.compact(past, tree.compact_keep(verdict.path))
+        target.crop(len(state.tokens) - 1)
+    branch = tree.best_branch(draft, verdict.path)
+    trace = TreeTrace(
+        list(draft.tokens),
+        list(tree.tree_parents(draft)),
+        list(draft.sources or ["draft"] * len(draft.tokens)),
+        list(verdict.path),
+    )
+    drafted = [draft.tokens[node] for node in branch]
+    accepted = len(verdict.path)
+    state.record(drafted, None, accepted, verdict.bonus, verdict.recovered, emitted, trace)
+    return Feedback(len(drafted), accepted, state.tokens, draft, logits, verdict.path)
 
 
 def accept(
@@ -95,6 +152,27 @@ def accept(
         return greedy_match(draft.tokens, greedy_tokens(logits, sampling, contexts))
     target_probs = target_distribution(logits, sampling, contexts)
     return rule(draft.tokens, draft.draft_probs, target_probs, generator)
+
+
+def accept_tree(
+    draft: Draft,
+    logits: torch.Tensor,  # [1+n+m, vocab] target logits after the root, each node, each side token
+    tokens: list[int],  # committed tokens before this step
+    sampling: SamplingSettings,
+    generator: torch.Generator | None,
+    rule: tree.TreeRule,
+) -> tree.TreeVerdict:
+    rows = logits[: 1 + len(draft.tokens)]
+    penalized = sampling.repetition_penalty != 1.0
+    contexts = tree.path_contexts(tokens, draft) if penalized else []
+    if sampling.greedy:
+        return tree.accept_greedy(draft, greedy_tokens(rows, sampling, contexts))
+
+    def target_probs(row: int) -> torch.Tensor:  # the walk only needs the rows it visits
+        context = [contexts[row]] if penalized else []
+        return target_distribution(rows[row : row + 1], sampling, context)[0]
+
+    return rule(draft, target_probs, generator)
 
 
 def prefix_contexts(

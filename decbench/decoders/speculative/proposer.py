@@ -1,5 +1,10 @@
 """The proposer protocol: `propose(ctx) -> Draft` and `observe(feedback)`. An empty draft means
-one plain decoding step. New needs become fields of ProposerContext, never keyword flags."""
+one plain decoding step. New needs become fields of ProposerContext, never keyword flags.
+
+A draft is a chain (`parents is None`) or a tree: node i hangs under node `parents[i]`, and -1
+is the pending token (the last committed one, which the verify forward runs first). Tree nodes
+come in topological order (a parent before its children) and siblings carry distinct tokens.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,30 @@ from decbench.settings import SamplingSettings
 
 
 @dataclass
+class SideBranch:
+    """Tokens the target runs in the same verify forward without ever committing them (the
+    Jacobi window of lookahead decoding). They see the whole cache and the pending token, each
+    other as `mask` allows, and never the tree; tree nodes never see them."""
+
+    tokens: list[int]  # [m]
+    offsets: list[int]  # [m] position minus the pending token's position (>= 1)
+    mask: torch.Tensor  # [m, m] bool: side token i may see side token j (the diagonal included)
+
+
+@dataclass
 class Draft:
-    tokens: list[int]  # [k] candidate continuation, in order
+    tokens: list[int]  # [k] candidate continuation (chain), or [n] tree nodes in topological order
     draft_probs: torch.Tensor | None = (
-        None  # [k, vocab] q for each position, if the proposer has it
+        None  # [k, vocab] q for each position, if the proposer has it (chains only)
     )
+    parents: list[int] | None = None  # [n] parent node of each tree node, -1 = the pending token
+    sources: list[str] | None = None  # [n] which draft source proposed each node ("pool", ...)
+    side: SideBranch | None = None  # evaluated alongside, never committed
+
+    @property
+    def is_tree(self) -> bool:
+        """Verified under a tree mask: a tree, or a chain that brings a side branch."""
+        return self.parents is not None or self.side is not None
 
     def probs_of_tokens(self) -> list[float] | None:
         """q(x_i) of each drafted token, for the trace."""
@@ -30,16 +54,20 @@ class Draft:
 class ProposerContext:
     tokens: list[int]  # [n] prompt + committed tokens (read-only)
     prompt_len: int
-    max_tokens: int  # propose at most this many (budget left before max_new_tokens)
+    max_tokens: int  # propose at most this many (budget left before max_new_tokens); trees: depth
     sampling: SamplingSettings
     generator: torch.Generator | None  # the engine's RNG, for proposers that sample
 
 
 @dataclass
 class Feedback:
-    drafted: int  # tokens offered this step
+    drafted: int  # tokens offered this step (trees: length of the best branch)
     accepted: int  # of those, how many the target accepted
     tokens: list[int]  # [n] prompt + committed after the step
+    draft: Draft | None = None  # the draft as verified (after the engine's budget cut)
+    logits: torch.Tensor | None = None  # [1 + n (+ m), vocab] the verify forward's target logits:
+    # the pending token, each draft token or tree node, then each side-branch token
+    path: list[int] | None = None  # [accepted] tree nodes of the accepted path (trees only)
 
 
 class Proposer(Protocol):
