@@ -173,6 +173,10 @@ def test_freedave_trace_counts_reproduced_steps():
     fd = decode(runner, "dllm-freedave", [4, 5, 6], block_length=8, drafts=4)
     assert sum(s.canvas.reference_steps for s in fd.steps) == len(ref.steps)
     assert all(1 <= s.canvas.reference_steps <= 4 for s in fd.steps)
+    assert calls(fd) == len(fd.steps) < len(ref.steps)  # one recorded step per forward
+    assert decode(runner, "dllm-freedave", [4, 5, 6], block_length=8, drafts=1).token_ids == (
+        ref.token_ids
+    )
     assert fd.stats["dllm"]["forward_rows"] >= calls(fd)
 
 

@@ -4,15 +4,16 @@ fewer denoiser forwards.
 Paper: Wu, Zhang, "Free Draft-and-Verification: Toward Lossless Parallel Decoding for Diffusion
 Large Language Models" (FreeDave), 2025.
 
-The reference step is a function of the canvas and that canvas's logits. Holding the logits of
-the current canvas x, FreeDave drafts the next `drafts` states by applying the reference step
-repeatedly with those same logits: d1 (exactly the reference's next state), d2, ... Then one
-batched forward returns the logits of every draft. d(j+1) is verified when the reference step
-applied to d(j) with d(j)'s own logits yields d(j+1); the longest verified chain is accepted,
-and the logits of its last state, already computed, seed the next round. Every accepted state is
-a state the reference visits, so the output equals dllm-confidence's (up to floating-point
-differences between a batched and a single forward, which the tests show do not change tokens
-here); each round costs one forward and advances one or more reference steps. The batched
+The reference step is a function of the canvas and that canvas's logits. Each forward runs a
+batch: the current canvas x (a state the reference visits) and `drafts - 1` future states made
+by applying the reference step repeatedly with the logits already in hand (the previous
+forward's): d1, d2, ... A draft d(i+1) is verified when the reference step from d(i) (from x
+for d1) with that state's own logits, now computed, places exactly what the draft placed. The
+longest verified chain is accepted, and since the logits of the state it reaches are in the
+batch, that state's reference step comes free as well. Every accepted state is one the
+reference visits, so the output equals dllm-confidence's (up to floating-point differences
+between a batched and a single forward, which the tests show do not change tokens here); each
+forward advances one or more reference steps, never fewer than the reference. The batched
 forward costs more compute per call, so fewer forwards is a wall-clock gain only where a
 forward is memory-bound (a GPU at batch 1, not a small model on a CPU).
 """
@@ -53,14 +54,14 @@ def draft(canvas: Canvas, logits: torch.Tensor, k: int, n: int) -> list[Draft]:
     return drafts
 
 
-def verify(drafts: list[Draft], logits: torch.Tensor, k: int) -> int:
-    """How many drafts are reference states: d1 always is; d(j+1) is when the reference step
-    from d(j) with its own logits (logits [n_drafts, gen, vocab]) places what d(j+1) placed."""
-    accepted = 1
+def verify(states: list[Canvas], drafts: list[Draft], logits: torch.Tensor, k: int) -> int:
+    """How many drafts are reference states. states[0] is the current (reference) canvas and
+    states[i + 1] = drafts[i].canvas; drafts[i] is verified when the reference step from
+    states[i] with states[i]'s own logits (logits [n_rows, gen, vocab]) places what it placed."""
+    accepted = 0
     while accepted < len(drafts):
-        positions, tokens = static_step(drafts[accepted - 1].canvas, logits[accepted - 1], k)
-        nxt = drafts[accepted]
-        if positions != nxt.positions or tokens != nxt.tokens:
+        positions, tokens = static_step(states[accepted], logits[accepted], k)
+        if positions != drafts[accepted].positions or tokens != drafts[accepted].tokens:
             break
         accepted += 1
     return accepted
@@ -92,7 +93,7 @@ class DllmFreeDave(Decoder):
     class Options:
         block_length: int = 32  # semi-autoregressive block size (tokens), as the reference
         tokens_per_step: int = 1  # k of the reproduced reference decoding
-        drafts: int = 4  # future states drafted and verified per forward (batch size)
+        drafts: int = 4  # sequences per forward: the canvas and drafts - 1 drafted states
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
@@ -104,31 +105,31 @@ class DllmFreeDave(Decoder):
         self.denoiser = DiffusionRunner.wrap(target)
 
     def generate(self, request: Request) -> GenerationResult:
-        o = self.options
+        """One recorded step per forward: the first places the reference's first step; each
+        later one places the drafts it verified plus the reference step its logits make free."""
+        o, k = self.options, self.options.tokens_per_step
         run = DiffusionDecode(
             self.spec.name, o, self.target, self.denoiser, request, o.block_length
         )
         if run.done:
             return run.result()
         logits = run.denoise()  # [gen, vocab] of the current canvas
+        run.apply(*static_step(run.canvas, logits, k))
         while not run.done:
-            drafts = draft(run.canvas, logits, o.tokens_per_step, o.drafts)
-            drafts = cut_at_finish(run, drafts)
-            needed = drafts[:-1] if run.would_finish(drafts[-1].canvas) else drafts
-            if not needed:  # the reference's next step already ends the generation
-                self.accept(run, drafts, 0)
-                break
-            batch = torch.cat([d.canvas.ids for d in needed])  # [n_needed, prompt + gen]
+            drafts = cut_at_finish(run, draft(run.canvas, logits, k, o.drafts - 1))
+            states = [run.canvas] + [d.canvas for d in drafts]
+            rows = states[:-1] if drafts and run.would_finish(states[-1]) else states
             with run.timer.phase("verify"):
+                batch = torch.cat([s.ids for s in rows])  # [n_rows, prompt + gen]
                 all_logits = self.denoiser.denoise(batch, run.canvas.prompt_len)
-            accepted = verify(drafts, all_logits, o.tokens_per_step)
-            self.accept(run, drafts[:accepted], len(needed))
-            if accepted <= len(needed):
-                logits = all_logits[accepted - 1]
+            accepted = verify(states, drafts, all_logits, k)
+            block = run.canvas.current_block()
+            positions = [p for d in drafts[:accepted] for p in d.positions]
+            tokens = [t for d in drafts[:accepted] for t in d.tokens]
+            steps = accepted
+            if accepted < len(rows):  # the reached state's logits are known: its step is free
+                logits = all_logits[accepted]
+                free = static_step(states[accepted], logits, k)
+                positions, tokens, steps = positions + free[0], tokens + free[1], steps + 1
+            run.apply(positions, tokens, block, len(rows), steps)
         return run.result()
-
-    def accept(self, run: DiffusionDecode, chain: list[Draft], batch: int) -> None:
-        """Place every accepted step's tokens as one recorded step."""
-        positions = [p for d in chain for p in d.positions]
-        tokens = [t for d in chain for t in d.tokens]
-        run.apply(positions, tokens, chain[0].block, batch, len(chain))
