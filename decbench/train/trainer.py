@@ -1,0 +1,343 @@
+"""The distillation loop shared by students and Medusa heads.
+
+1. data: the target's greedy continuations of the prompts (data.py, cached); the last
+   `heldout` sequences are never trained on.
+2. steps: a batch of sequences → one target forward (no grad) → the draft's logits → forward KL
+   to the target's distributions (soft cross-entropy; over the subset for a reduced head) →
+   AdamW. A running greedy acceptance estimate (draft argmax == target argmax) is reported.
+3. every `checkpoint_every` steps an atomic checkpoint (temp file + rename) of the trained
+   weights, the optimizer and the step; `resume` continues from it with the same batches.
+4. the end: held-out acceptance rate and MAT for greedy chain drafting with K tokens, simulated
+   exactly on the held-out continuations (teacher forcing gives the draft the very contexts it
+   would see while its drafts keep matching); the folder gets the draft and `distill.json` with
+   the command, seed, data file and checksum, the loss log and the held-out numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from decbench.backends.loader import load_runner
+from decbench.errors import ConfigError
+from decbench.settings import BackendSettings, ModelSettings
+from decbench.train import medusa, student
+from decbench.train.data import Sequence, make_data, read_prompts, sha256
+
+KINDS = ("student", "medusa")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class DistillConfig:
+    target: str
+    kind: str  # student | medusa
+    out: Path
+    layers: int = 2  # student: decoder layers kept (evenly spaced)
+    vocab_subset: int = 0  # student: head over the N most frequent tokens; 0 = full vocabulary
+    heads: int = 3  # medusa: number of heads
+    steps: int = 200
+    batch: int = 4
+    seq_len: int = 192  # tokens per training sequence (longer ones are cut)
+    lr: float = 5e-4
+    seed: int = 0
+    prompts: str | None = None  # file or suite name; None = decbench.train.prompts
+    n_prompts: int = 128
+    heldout: int = 8
+    max_new_tokens: int = 96
+    checkpoint_every: int = 25
+    k: int = 4  # draft length for the held-out estimate
+    threads: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class StepStats:
+    step: int
+    total: int
+    loss: float
+    acceptance: float  # running estimate of greedy per-token acceptance
+
+
+@dataclass
+class HeldOut:
+    acceptance_rate: float  # accepted / drafted
+    mat: float  # mean tokens per target step, bonus included
+    sequences: int
+
+
+@dataclass
+class DistillReport:
+    schema: str
+    kind: str
+    out: str
+    steps: int
+    resumed_from: int
+    final_loss: float
+    heldout: HeldOut
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate(config: DistillConfig) -> None:
+    if config.kind not in KINDS:
+        raise ConfigError(f"--kind: '{config.kind}' is not one of {', '.join(KINDS)}")
+    for name in ("steps", "batch", "heads", "layers", "k", "checkpoint_every", "seq_len"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    if config.n_prompts <= config.heldout:
+        raise ConfigError("--n-prompts must be larger than --heldout")
+
+
+def frequent_tokens(sequences: list[Sequence], n: int, specials: list[int]) -> torch.Tensor:
+    counts: dict[int, int] = {}
+    for s in sequences:
+        for t in s.ids:
+            counts[t] = counts.get(t, 0) + 1
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))
+    chosen = list(dict.fromkeys([*specials, *ranked]))[:n]
+    return torch.tensor(sorted(chosen))
+
+
+def make_batch(
+    sequences: list[Sequence], size: int, seq_len: int, generator: torch.Generator, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([b, n] ids, [b, n] bool mask of real tokens), right-padded."""
+    picks = torch.randint(len(sequences), (size,), generator=generator).tolist()
+    rows = [sequences[i].ids[:seq_len] for i in picks]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]).bool()
+    return ids, mask
+
+
+def soft_cross_entropy(draft_logits, target_logits, subset=None) -> torch.Tensor:
+    """Σ_v p(v) · -log q(v) per position ([..., vocab] -> [...]); over `subset` when given."""
+    if subset is not None:
+        draft_logits, target_logits = draft_logits[..., subset], target_logits[..., subset]
+    p = target_logits.softmax(-1)
+    return -(p * draft_logits.log_softmax(-1)).sum(-1)
+
+
+class Distiller:
+    """Holds the target, the trained module and how to compute the loss for one kind."""
+
+    def __init__(self, config: DistillConfig, target, sequences: list[Sequence]) -> None:
+        self.config = config
+        self.target = target.model
+        self.subset = None
+        if config.kind == "student":
+            if config.vocab_subset:
+                specials = list(target.eos_token_ids)
+                self.subset = frequent_tokens(sequences, config.vocab_subset, specials)
+            total = len(self.target.model.layers)
+            self.layers = student.pick_layers(total, config.layers)
+            self.draft = student.build_student(self.target, self.layers, self.subset)
+            self.trained = student.trainable(self.draft)
+        else:
+            self.heads = medusa.MedusaHeads(self.target.config.hidden_size, config.heads)
+            self.trained = self.heads
+        self.trained.train()
+
+    def loss(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(mean loss, fraction of positions where the draft's argmax is the target's)."""
+        with torch.no_grad():
+            out = self.target(
+                input_ids=ids,
+                attention_mask=mask,
+                output_hidden_states=self.config.kind == "medusa",
+            )
+        target_logits = out.logits.float()  # [b, n, vocab]
+        if self.config.kind == "student":
+            draft_logits = self.draft(input_ids=ids, attention_mask=mask).logits.float()
+            valid = mask
+            losses = soft_cross_entropy(draft_logits, target_logits, self.subset)
+            hits = draft_logits.argmax(-1) == target_logits.argmax(-1)
+        else:
+            hidden = out.hidden_states[-1]  # [b, n, hidden]
+            head_logits = self.heads(hidden, self.target.get_output_embeddings()).float()
+            losses, hit_list, valid_list = [], [], []
+            for k in range(self.config.heads):  # head k at t ↔ the target's logits at t+k+1
+                shift = k + 1
+                q, p = head_logits[:, :-shift, k], target_logits[:, shift:]
+                losses.append(soft_cross_entropy(q, p))
+                hit_list.append(q.argmax(-1) == p.argmax(-1))
+                valid_list.append(mask[:, shift:])
+            losses, hits, valid = (torch.cat(x, 1) for x in (losses, hit_list, valid_list))
+        loss = (losses * valid).sum() / valid.sum()
+        return loss, (hits & valid).sum().item() / max(valid.sum().item(), 1)
+
+    @torch.no_grad()
+    def heldout(self, sequences: list[Sequence]) -> HeldOut:
+        """Greedy chain drafting with K tokens simulated on each held-out continuation."""
+        self.trained.eval()
+        accepted = drafted = steps = tokens = 0
+        for seq in sequences:
+            ids = torch.tensor([seq.ids])
+            out = self.target(input_ids=ids, output_hidden_states=True)
+            truth = seq.ids
+            if self.config.kind == "student":
+                preds = self.draft(input_ids=ids).logits[0].argmax(-1).tolist()
+
+                # draft i of a step at pending position c is preds[c + i] (predicts c + i + 1)
+                def guess(c, i, preds=preds):
+                    return preds[c + i]
+            else:
+                head = self.heads(out.hidden_states[-1], self.target.get_output_embeddings())
+                preds = head[0].argmax(-1).tolist()  # [n][heads]
+
+                # drafts at pending position c come from the hidden state at c - 1
+                def guess(c, i, preds=preds):
+                    return preds[c - 1][i + 1 - 1] if i < self.config.heads else -1
+
+            c = seq.prompt_len
+            while c < len(truth) - 1:
+                k = min(
+                    self.config.k if self.config.kind == "student" else self.config.heads,
+                    len(truth) - 1 - c,
+                )
+                a = 0
+                while a < k and guess(c, a) == truth[c + a + 1]:
+                    a += 1
+                accepted, drafted, steps, tokens = (
+                    accepted + a,
+                    drafted + k,
+                    steps + 1,
+                    tokens + a + 1,
+                )
+                c += a + 1
+        self.trained.train()
+        return HeldOut(accepted / max(drafted, 1), tokens / max(steps, 1), len(sequences))
+
+    def state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.trained.state_dict().items()}
+
+    def save(self, folder: Path, record: dict, tokenizer) -> None:
+        if self.config.kind == "student":
+            student.save_student(self.draft, folder, {**record, "layers": self.layers})
+            tokenizer.save_pretrained(folder)
+            if getattr(self.target, "generation_config", None) is not None:
+                self.target.generation_config.save_pretrained(folder)
+        else:
+            medusa.save_heads(self.heads, folder, record)
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def run_distill(
+    config: DistillConfig,
+    command: list[str],
+    resume: bool = False,
+    on_step: Callable[[StepStats], None] = lambda _s: None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> DistillReport:
+    validate(config)
+    out = Path(config.out)
+    checkpoint = out / CHECKPOINT
+    if resume and not checkpoint.is_file():
+        raise ConfigError(f"--resume: no checkpoint in {out} ({CHECKPOINT})")
+    torch.manual_seed(config.seed)
+    backend = BackendSettings(device=config.device, threads=config.threads)
+    target = load_runner(ModelSettings(name=config.target), backend, progress)
+    target.model.requires_grad_(False)
+    source, prompts = read_prompts(config.prompts, config.n_prompts)
+    progress(f"target continuations for {len(prompts)} prompts from {source} (cached)")
+    data_path, sequences = make_data(
+        target,
+        config.target,
+        prompts,
+        config.max_new_tokens,
+        on_progress=lambda i, n: progress(f"generated {i}/{n}"),
+    )
+    train, heldout = sequences[: -config.heldout], sequences[-config.heldout :]
+    distiller = Distiller(config, target, train)
+    optimizer = torch.optim.AdamW(
+        [p for p in distiller.trained.parameters() if p.requires_grad], lr=config.lr
+    )
+    start, log = 0, []
+    if resume:
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["config"] != asdict(config) | {"out": str(config.out)}:
+            raise ConfigError(
+                f"--resume: {checkpoint} was made with other settings: {saved['config']}"
+            )
+        distiller.trained.load_state_dict(saved["trained"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, log = saved["step"], saved["log"]
+        progress(f"resuming at step {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    pad = target.tokenizer.pad_token_id or 0
+    running = None
+    loss_value = float("nan")
+    for step in range(start, config.steps):
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        ids, mask = make_batch(train, config.batch, config.seq_len, generator, pad)
+        loss, hit = distiller.loss(ids.to(target.device), mask.to(target.device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()
+        running = hit if running is None else 0.9 * running + 0.1 * hit
+        on_step(StepStats(step + 1, config.steps, loss_value, running))
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            log.append(
+                {"step": step + 1, "loss": round(loss_value, 4), "acceptance": round(running, 4)}
+            )
+            payload = {
+                "config": asdict(config) | {"out": str(config.out)},
+                "trained": distiller.state(),
+                "optimizer": optimizer.state_dict(),
+                "step": step + 1,
+                "log": log,
+            }
+            save_checkpoint(checkpoint, payload)
+    progress(f"held-out acceptance on {len(heldout)} sequences (K = {config.k})")
+    result = distiller.heldout(heldout)
+    data = {
+        "source": source,
+        "file": str(data_path),
+        "sha256": sha256(data_path),
+        "sequences": len(sequences),
+        "heldout": len(heldout),
+    }
+    record = {
+        "target": config.target,
+        "command": command,
+        "seed": config.seed,
+        "config": asdict(config) | {"out": str(config.out)},
+        "data": data,
+        "log": log,
+        "heldout": asdict(result),
+    }
+    write_outputs(out, distiller, record, target.tokenizer)
+    return DistillReport(
+        "decbench/distill/v1", config.kind, str(out), config.steps, start, loss_value, result, data
+    )
+
+
+def write_outputs(out: Path, distiller: Distiller, record: dict, tokenizer) -> None:
+    """Each final file is written in a temp folder and renamed into `out`; the checkpoint goes."""
+    tmp = Path(tempfile.mkdtemp(prefix=".distill-", dir=out))
+    try:
+        distiller.save(tmp, record, tokenizer)
+        (tmp / "distill.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        markers = {student.MARKER, medusa.MARKER}
+        names = sorted(tmp.iterdir(), key=lambda p: p.name in markers)  # marker last
+        for path in names:
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    (out / CHECKPOINT).unlink(missing_ok=True)

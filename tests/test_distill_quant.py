@@ -1,0 +1,163 @@
+"""decbench quantize and distill on tiny random models: quantized folders load and serve as
+lossless drafts, distillation runs end to end, resumes from its checkpoint, and the student it
+writes is a lossless draft."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from decbench.backends.loader import load_runner
+from decbench.decoders.base import DecoderContext, NoOptions
+from decbench.decoders.greedy import Greedy
+from decbench.decoders.speculative.draft_model import DraftModelOptions, SpeculativeDecoding
+from decbench.quant.load import load_quantized, save_quantized
+from decbench.quant.schemes import get_scheme, quantize_in_memory
+from decbench.settings import BackendSettings, ModelSettings
+from decbench.train.trainer import DistillConfig, run_distill
+from tests.conftest import TINY_VOCAB, make_request, repetitive_prompts, tiny_llama
+
+WORDS = [f"w{i}" for i in range(TINY_VOCAB - 3)]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {w: i + 3 for i, w in enumerate(WORDS)}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    folder = tmp_path / "tiny"
+    model = tiny_llama(layers=4)
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    prompts = tmp_path / "prompts.txt"
+    rows = repetitive_prompts(12, seed=3)
+    prompts.write_text("".join(" ".join(WORDS[t - 3] for t in r if t >= 3) + "\n" for r in rows))
+    return folder, prompts
+
+
+def load(name) -> object:
+    return load_runner(ModelSettings(name=str(name)), BackendSettings(threads=1))
+
+
+def ctx_loading() -> DecoderContext:
+    return DecoderContext(load_model=load)
+
+
+def assert_identical_to_greedy(target, draft: str, k: int) -> None:
+    options = DraftModelOptions(draft=draft, k=k)
+    speculative = SpeculativeDecoding(target, options, ctx_loading())
+    greedy = Greedy(target, NoOptions(), ctx_loading())
+    for prompt in repetitive_prompts(3, seed=5):
+        expected = greedy.generate(make_request(prompt, 20)).token_ids
+        got = speculative.generate(make_request(prompt, 20))
+        assert got.token_ids == expected
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-weight", "int4-weight"])
+def test_quantized_folder_loads_with_the_same_logits(tiny_folder, tmp_path, scheme):
+    pytest.importorskip("optimum.quanto")
+    folder, _ = tiny_folder
+    base = load(folder)
+    model = quantize_in_memory(base.model, get_scheme(scheme))
+    out = save_quantized(model, base.tokenizer, get_scheme(scheme), tmp_path / scheme, str(folder))
+    reloaded = load(out)  # through the loader's marker dispatch
+    ids = torch.tensor([[3, 4, 5, 6, 7]])
+    with torch.inference_mode():
+        assert torch.allclose(model(ids).logits, reloaded.model(ids).logits, atol=1e-5)
+    assert load_quantized(out) is not None
+
+
+@pytest.mark.parametrize("draft", ["self:int8", "self:int4"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_quantized_self_draft_is_token_identical(tiny_folder, draft, k):
+    pytest.importorskip("optimum.quanto")
+    assert_identical_to_greedy(load(tiny_folder[0]), draft, k)
+
+
+def distill_config(folder, prompts, out, **kw) -> DistillConfig:
+    settings = dict(
+        target=str(folder),
+        kind="student",
+        out=out,
+        layers=2,
+        steps=4,
+        batch=2,
+        seq_len=24,
+        prompts=str(prompts),
+        n_prompts=12,
+        heldout=3,
+        max_new_tokens=8,
+        checkpoint_every=2,
+        threads=1,
+    )
+    return DistillConfig(**(settings | kw))
+
+
+@pytest.mark.parametrize("vocab_subset", [0, 16])
+def test_distilled_student_is_a_lossless_draft(tiny_folder, tmp_path, vocab_subset):
+    folder, prompts = tiny_folder
+    out = tmp_path / "student"
+    report = run_distill(distill_config(folder, prompts, out, vocab_subset=vocab_subset), ["x"])
+    assert report.heldout.mat >= 1.0 and (out / "distill.json").is_file()
+    assert not (out / "checkpoint.pt").exists()
+    draft = load(out)
+    assert draft.vocab_size == TINY_VOCAB
+    if vocab_subset:  # tokens outside the subset get no probability at all
+        logits = draft.forward(torch.tensor([[3, 4]])).logits[0, -1]
+        assert (logits.softmax(-1) > 0).sum().item() <= vocab_subset
+    for k in (1, 4):
+        assert_identical_to_greedy(load(folder), str(out), k)
+
+
+def test_medusa_heads_train_and_save(tiny_folder, tmp_path):
+    from decbench.train.medusa import load_heads
+
+    folder, prompts = tiny_folder
+    out = tmp_path / "medusa"
+    report = run_distill(distill_config(folder, prompts, out, kind="medusa", heads=2), ["x"])
+    heads, record = load_heads(out)
+    assert len(heads.blocks) == 2 and record["target"] == str(folder)
+    assert report.heldout.mat >= 1.0
+
+
+def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path):
+    folder, prompts = tiny_folder
+    whole = run_distill(distill_config(folder, prompts, tmp_path / "a"), ["x"])
+
+    def interrupt(stats):
+        if stats.step == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(distill_config(folder, prompts, out), ["x"], on_step=interrupt)
+    assert (out / "checkpoint.pt").is_file()
+    resumed = run_distill(distill_config(folder, prompts, out), ["x"], resume=True)
+    assert resumed.resumed_from == 2
+    assert resumed.final_loss == pytest.approx(whole.final_loss, rel=1e-5)
+    from safetensors.torch import load_file
+
+    a, b = (
+        load_file(str(tmp_path / "a/student.safetensors")),
+        load_file(str(out / "student.safetensors")),
+    )
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_cli_help_of_quantize_and_distill():
+    from typer.testing import CliRunner
+
+    from decbench.cli.app import app
+
+    for command in ("quantize", "distill"):
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Examples" in result.output
