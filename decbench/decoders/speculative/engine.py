@@ -79,7 +79,8 @@ def chain_step(
     target, timer, sampling = state.target, state.timer, state.request.sampling
 
     # 2. verify: one target forward over the pending token and the draft
-    ids = torch.tensor([[state.tokens[-1], *draft.tokens]])
+    pending = state.tokens[-1]
+    ids = torch.tensor([[pending, *draft.tokens]])
     with timer.phase("verify"):
         logits = target.forward(ids).logits[0]  # [k+1, vocab]
 
@@ -99,7 +100,7 @@ def chain_step(
         verdict.recovered,
         emitted,
     )
-    return Feedback(len(draft.tokens), verdict.accepted, state.tokens, draft, logits)
+    return Feedback(len(draft.tokens), verdict.accepted, state.tokens, draft, logits, None, pending)
 
 
 def tree_step(
@@ -109,10 +110,10 @@ def tree_step(
     rule: tree.TreeRule,
 ) -> Feedback:
     target, timer, sampling = state.target, state.timer, state.request.sampling
-    past = target.cache_len
+    past, pending = target.cache_len, state.tokens[-1]
 
     # 2. verify: one target forward over the pending token, every tree node and the side branch
-    block = tree.flatten(draft, state.tokens[-1], past)
+    block = tree.flatten(draft, pending, past)
     with timer.phase("verify"):
         logits = target.forward(block.ids, block.positions, block.mask).logits[0]  # [1+n+m, vocab]
 
@@ -136,7 +137,7 @@ def tree_step(
     drafted = [draft.tokens[node] for node in branch]
     accepted = len(verdict.path)
     state.record(drafted, None, accepted, verdict.bonus, verdict.recovered, emitted, trace)
-    return Feedback(len(drafted), accepted, state.tokens, draft, logits, verdict.path)
+    return Feedback(len(drafted), accepted, state.tokens, draft, logits, verdict.path, pending)
 
 
 def accept(

@@ -68,6 +68,7 @@ class Feedback:
     logits: torch.Tensor | None = None  # [1 + n (+ m), vocab] the verify forward's target logits:
     # the pending token, each draft token or tree node, then each side-branch token
     path: list[int] | None = None  # [accepted] tree nodes of the accepted path (trees only)
+    pending: int | None = None  # the token the verify forward ran first (row 0 of `logits`)
 
 
 class Proposer(Protocol):
