@@ -95,8 +95,9 @@ class DiffusionRunner:
         """Logits [batch, n - start, vocab] for canvas positions start..n-1 (canvas [batch, n])."""
         q0 = start - self.info.shift
         self._check_start(q0)
-        logits = self._forward(canvas, None, torch.arange(canvas.shape[1]))
-        return logits[:, q0 : canvas.shape[1] - self.info.shift]
+        return self._forward(
+            canvas, None, torch.arange(canvas.shape[1]), (q0, canvas.shape[1] - self.info.shift)
+        )
 
     # -- Fast-dLLM block cache ---------------------------------------------------------------
     @torch.inference_mode()
@@ -113,7 +114,7 @@ class DiffusionRunner:
         q0, q1 = start - self.info.shift, end - self.info.shift
         self._check_start(q0)
         cache = DynamicCache(config=self.model.config) if mode != "none" else None
-        logits = self._forward(canvas, cache, torch.arange(canvas.shape[1]))
+        logits = self._forward(canvas, cache, torch.arange(canvas.shape[1]), (q0, q1))
         self._mode, self._window = mode, (q0, q1)
         if cache is not None:
             n = canvas.shape[1]
@@ -124,19 +125,21 @@ class DiffusionRunner:
             )
             _select(cache, keep.to(self.device))
         self._cache = cache
-        return logits[:, q0:q1]
+        return logits
 
     @torch.inference_mode()
     def step_block(self, canvas: torch.Tensor) -> torch.Tensor:
         """A later step of the current block: logits [batch, end - start, vocab]."""
         q0, q1 = self._window
         if self._mode == "none" or self._cache is None:
-            return self._forward(canvas, None, torch.arange(canvas.shape[1]))[:, q0:q1]
+            return self._forward(canvas, None, torch.arange(canvas.shape[1]), (q0, q1))
         stop = canvas.shape[1] if self._mode == "prefix" else q1
         cached = self._cache.get_seq_length()
-        logits = self._forward(canvas[:, q0:stop], self._cache, torch.arange(q0, stop))
+        logits = self._forward(
+            canvas[:, q0:stop], self._cache, torch.arange(q0, stop), (0, q1 - q0)
+        )
         self._cache.crop(cached - self._cache.get_seq_length())  # drop the window's keys again
-        return logits[:, : q1 - q0]
+        return logits
 
     # -- internals ---------------------------------------------------------------------------
     def _check_start(self, q0: int) -> None:
@@ -148,13 +151,15 @@ class DiffusionRunner:
         ids: torch.Tensor,  # [batch, q] tokens to run
         cache: DynamicCache | None,
         positions: torch.Tensor,  # [q] their canvas positions
+        keep: tuple[int, int],  # rows [a, b) of the run whose logits are wanted
     ) -> torch.Tensor:
+        """Logits [batch, b - a, vocab]; the LM head runs only on the kept rows."""
         ids = ids.to(self.device)
         batch, q = ids.shape
         self.forward_calls += 1
         self.rows += batch
         if self.info.kind != "decbench":
-            return self._no_mask(self.model(input_ids=ids).logits)
+            return self._no_mask(self.model(input_ids=ids).logits[:, keep[0] : keep[1]])
         past = cache.get_seq_length() if cache is not None else 0
         dtype = self.model.dtype
         mask = torch.zeros(batch, 1, q, past + q, dtype=dtype, device=self.device)  # all attend
@@ -164,6 +169,7 @@ class DiffusionRunner:
             attention_mask=mask,
             past_key_values=cache,
             use_cache=cache is not None,
+            logits_to_keep=torch.arange(*keep, device=self.device),
         )
         return self._no_mask(out.logits)
 
