@@ -16,13 +16,18 @@ MASK_MARK = "▒"
 NEW_STYLE = "bold green"
 
 
+def shown(tokenizer, token: int) -> str:
+    """A token's text on one line."""
+    return piece(tokenizer, token).replace("\n", "⏎").replace("\t", "⇥")
+
+
 def canvas_steps(result: GenerationResult, tokenizer, limit: int) -> Table:
     """The first `limit` forwards of a dllm-* generation as canvas snapshots."""
     length = int(result.stats.get("dllm", {}).get("canvas_length", 0))
     canvas: list[int | None] = [None] * length
     table = Table(title=f"first {limit} denoiser steps", show_edge=False, pad_edge=False)
     table.add_column("step", justify="right")
-    table.add_column("canvas (▒ masked, [new])", overflow="fold")
+    table.add_column(Text("canvas (▒ masked, [new], ⏎ newline)"), overflow="fold")
     table.add_column("+n", justify="right")
     table.add_column("block", justify="right")
     for number, step in enumerate(result.steps[:limit], start=1):
@@ -37,9 +42,9 @@ def canvas_steps(result: GenerationResult, tokenizer, limit: int) -> Table:
             if token is None:
                 line.append(MASK_MARK, "dim")
             elif position in new:
-                line.append(f"[{piece(tokenizer, token)}]", NEW_STYLE)
+                line.append(f"[{shown(tokenizer, token)}]", NEW_STYLE)
             else:
-                line.append(piece(tokenizer, token))
+                line.append(shown(tokenizer, token))
         extra = f" ×{trace.reference_steps}" if trace.reference_steps > 1 else ""
         table.add_row(str(number), line, f"{len(trace.positions)}{extra}", str(trace.block))
     return table
