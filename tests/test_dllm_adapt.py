@@ -87,3 +87,24 @@ def test_written_folder_loads_as_a_denoiser(tmp_path):
     assert dllm_info(loaded.config).mask_token_id == MASK
     assert json.loads((out / "decbench-dllm.json").read_text())["train_s"] == 2.0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+@pytest.mark.model
+def test_adapt_end_to_end_on_the_default_model(tmp_path):
+    """The whole recipe at toy size: data from the AR model, one step on one layer, a loadable
+    denoiser folder with its record (the real recipe: `make dllm`)."""
+    from decbench.diffusion.adapt import adapt
+
+    out = tmp_path / "dllm"
+    config = AdaptConfig(out=str(out), layers=1, steps=1, batch=1, prompts=2, answer_tokens=4)
+    report = adapt(config)
+    assert report.examples == 2 and len(report.losses) == 1
+    assert set(report.samples) and all(isinstance(v, str) for v in report.samples.values())
+    record = json.loads((out / "decbench-dllm.json").read_text())
+    assert record["config"]["layers"] == 1
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    assert loaded.config.num_hidden_layers == 1
+    assert dllm_info(loaded.config).mask_token_id == 16  # <empty_output>
+    assert list(tmp_path.glob(".dllm-data-*.jsonl"))  # the answers are cached for reruns

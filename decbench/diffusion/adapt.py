@@ -240,8 +240,34 @@ def adapt(config: AdaptConfig, progress: Callable[[str], None] | None = None) ->
         losses = train(model, examples, mask_id, config, say)
     train_s = time.perf_counter() - start
     report = AdaptReport(asdict(config), len(examples), data_s, train_s, losses)
+    report.samples = sample_answers(model, ar.tokenizer, EASY_PROMPTS[:3], config)
     write_model(model, ar.tokenizer, Path(config.out).expanduser(), report)
     return report
+
+
+def sample_answers(model, tokenizer, texts: list[str], config: AdaptConfig) -> dict[str, str]:
+    """The trained denoiser's dllm-confidence answers to a few easy prompts, for the record."""
+    from decbench.backends.runner import ModelRunner
+    from decbench.decoders.base import DecoderContext, Request
+    from decbench.decoders.dllm_confidence import DllmConfidence
+    from decbench.settings import GenerationSettings, SamplingSettings
+
+    def refuse(name: str):
+        raise ConfigError(f"sampling the adapted model needs no other model (asked for {name})")
+
+    runner = ModelRunner(model, tokenizer, name="adapted")
+    decoder = DllmConfidence(
+        runner, DllmConfidence.Options(block_length=16), DecoderContext(refuse)
+    )
+    answers = {}
+    for text in texts:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+        )
+        ids = list(ids if isinstance(ids, list) else ids["input_ids"])
+        gen = GenerationSettings(max_new_tokens=config.answer_tokens)
+        answers[text] = decoder.generate(Request(text, ids, gen, SamplingSettings())).text
+    return answers
 
 
 def load_or_build_data(ar, config: AdaptConfig, say) -> list[Example]:
