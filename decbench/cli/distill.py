@@ -29,7 +29,7 @@ Examples:
 def distill(
     target: Annotated[str, typer.Argument(help="Target model alias, folder or cached HF id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds checkpoints).")],
-    kind: Annotated[str, typer.Option("--kind", help="student or medusa.")] = "student",
+    kind: Annotated[str, typer.Option("--kind", help="student, medusa or dllm.")] = "student",
     layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = 2,
     vocab_subset: Annotated[
         int, typer.Option("--vocab-subset", help="student: head over the N most frequent tokens.")
@@ -65,6 +65,11 @@ def distill(
     state; load them with heads = "DIR". Prints held-out acceptance and MAT at the end.
     """
     out_ = Output(Mode.json if json_out else Mode.human)
+    if kind == "dllm":  # a masked-diffusion model adapted from TARGET (`make dllm`)
+        distill_dllm(
+            out_, target, out, layers, steps, batch, lr, seed, n_prompts, max_new_tokens, threads
+        )
+        return
     config = DistillConfig(
         target=target,
         kind=kind,
@@ -107,6 +112,46 @@ def distill(
     out_.info(
         f"wrote {report.out}: held-out acceptance {h.acceptance_rate:.1%}, "
         f"MAT {h.mat:.2f} on {h.sequences} sequences (greedy chains)"
+    )
+
+
+def distill_dllm(
+    out_: Output,
+    target: str,
+    out: Path,
+    layers: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    n_prompts: int,
+    max_new: int,
+    threads: int | None,
+) -> None:
+    """--kind dllm: decbench/diffusion/adapt.py (layers 0 = all of TARGET's layers)."""
+    from dataclasses import asdict
+
+    from decbench.diffusion.adapt import AdaptConfig, adapt
+
+    config = AdaptConfig(
+        out=str(out),
+        base=target,
+        layers=layers,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        prompts=n_prompts,
+        answer_tokens=max_new,
+        threads=threads or 1,
+    )
+    report = adapt(config, out_.progress)
+    if out_.mode is Mode.json:
+        out_.data(asdict(report))
+        return
+    out_.info(
+        f"wrote {out}: {report.examples} examples, data {report.data_s:.0f} s, training "
+        f"{report.train_s:.0f} s, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}"
     )
 
 
