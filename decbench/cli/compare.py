@@ -109,6 +109,19 @@ def compare(
         "temperature": temperature,
         "seed": seed,
     }
+    wanted = {
+        "profiles": profiles,
+        "methods": methods,
+        "suite": suite,
+        "suite_format": suite_format,
+        "category": category,
+        "limit": limit,
+        "repeat": repeat,
+        "warmup": warmup,
+        "baseline": baseline,
+        "sets": sets,
+        "flags": flags,
+    }
     shaping = bool(profiles or methods or suite or category or limit or sets or repeat != 1)
     shaping = shaping or any(v is not None for v in flags.values())
     if resume is not None:
@@ -117,15 +130,10 @@ def compare(
         store = RunStore.resume(resume)
         plan = store.plan
         if shaping:
-            fresh = _plan(
-                profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags
-            )
-            _check_same_plan(plan, fresh, resume)
+            _check_same_plan(plan, _plan(**wanted), resume)
         out.progress(f"resuming {resume}: {len(store.records)} runs already recorded")
     else:
-        plan = _plan(
-            profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags
-        )
+        plan = _plan(**wanted)
         store = RunStore.create(output, plan) if output is not None else None
     try:
         with ProgressDisplay(out) as on_event:
@@ -154,7 +162,20 @@ def compare(
         out.info(f"records: {store.samples_path} · summary: {store.folder / 'summary.json'}")
 
 
-def _plan(profiles, methods, suite, suite_format, category, limit, repeat, warmup, sets, flags):
+def _plan(
+    profiles: list[str] | None,
+    methods: list[str] | None,
+    suite: str | None,
+    suite_format: str,
+    category: list[str] | None,
+    limit: int | None,
+    repeat: int,
+    warmup: int,
+    baseline: str | None,
+    sets: list[str] | None,
+    flags: dict[str, Any],
+) -> dict[str, Any]:
+    """The plan the options describe: profiles (files, then --method names), suite, selection."""
     built = [o.build_profile(None, name, sets, **flags) for name in profiles or []]
     built += [o.build_profile(name, None, sets, **flags) for name in methods or []]
     if not built:
@@ -164,7 +185,9 @@ def _plan(profiles, methods, suite, suite_format, category, limit, repeat, warmu
         )
     chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
     selection = {"categories": category or [], "limit": limit}
-    return make_plan(built, chosen, repeat=repeat, warmup=warmup, selection=selection)
+    return make_plan(
+        built, chosen, baseline=baseline, repeat=repeat, warmup=warmup, selection=selection
+    )
 
 
 def _check_same_plan(stored: dict[str, Any], fresh: dict[str, Any], folder: Path) -> None:

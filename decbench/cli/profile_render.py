@@ -94,6 +94,7 @@ def prediction_view(report: dict[str, Any]) -> Group:
     if measured and measured["n"] > 1:
         measured_text += f" ({measured['min']:.2f}–{measured['max']:.2f})"
     table = _table(f"speedup over {report['baseline']}", ("", "left"), ("", "right"))
+    table.show_header = False
     if p["drafts"]:
         table.add_row("acceptance alpha (i.i.d. estimate)", f"{p['alpha']:.3f}")
         table.add_row("draft tokens per drafting step k", f"{p['k']:.2f}")

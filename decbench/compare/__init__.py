@@ -112,6 +112,8 @@ def run_compare(
     is made durable as it finishes; on Ctrl-C a partial summary is written before re-raising.
     `contenders` may be passed already opened (in plan order) to keep using them afterwards."""
     labels, profiles = plan_profiles(plan)
+    if baseline is not None and baseline not in labels:
+        raise unknown("baseline", baseline, labels, where="--baseline")
     samples = plan_samples(plan)
     records: list[dict[str, Any]] = store.records if store else []
     done = {record_key(r) for r in records}

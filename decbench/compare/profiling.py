@@ -21,6 +21,8 @@ Generalised to what decbench measures:
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +245,20 @@ def traced_phases(runner: ModelRunner) -> Iterator[None]:
         runner.timer = saved
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """The profiler's native library logs start/stop lines straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def export_trace(contender: Contender, prompt: str, path: Path) -> Path:
     """One generation of `prompt` under torch.profiler, written as a Chrome trace (open it in
     chrome://tracing or https://ui.perfetto.dev)."""
@@ -255,7 +271,8 @@ def export_trace(contender: Contender, prompt: str, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--trace: cannot create {path.parent}: {e.strerror}") from e
-    with traced_phases(contender.session.target), profile(activities=activities) as prof:
+    target = contender.session.target
+    with _quiet_native_stderr(), traced_phases(target), profile(activities=activities) as prof:
         generate_turn(contender, [prompt], [])
     try:
         prof.export_chrome_trace(str(path))

@@ -42,7 +42,8 @@ class HFAssisted(Decoder):
         "(2023), transformers' implementation",
         lossless=True,
         lossless_note="token-identical to greedy under greedy (tested); speculative sampling "
-        "with the assistant's probabilities under sampling",
+        "with the assistant's probabilities under sampling (transformers' claim, not tested "
+        "by decbench)",
         needs_draft=True,
         emits_draft_probs=True,
         drafts=True,

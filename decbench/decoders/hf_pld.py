@@ -32,7 +32,8 @@ class HFPromptLookup(Decoder):
         paper="Saxena, Prompt Lookup Decoding (2023), transformers' implementation",
         lossless=True,
         lossless_note="token-identical to greedy under greedy (tested); under sampling keeps "
-        "drafts only where they equal the target's own samples",
+        "drafts only where they equal the target's own samples (transformers' claim, not "
+        "tested by decbench)",
         drafts=True,
         reference=True,
     )
