@@ -329,6 +329,7 @@ METRIC_KEYS = {
     "speedup",
     "speedup_total",
     "exact_match",
+    "quality",
 }
 ENVIRONMENT_KEYS = {
     "cpu",

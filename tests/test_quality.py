@@ -159,3 +159,82 @@ def test_generate_json_carries_quality(monkeypatch, capsys):
     assert quality["coherence"] < 0
     assert "first_divergence" in quality  # momentum is lossy: compared with greedy
     assert 0.0 <= quality["match_fraction"] <= 1.0
+
+
+# -- in compare ----------------------------------------------------------------------------------
+def test_compare_reports_quality_per_method():
+    """Every record carries per-turn quality scored under the target; the summary has the means,
+    pooled distinct-n, and agreement with greedy for the lossy method only."""
+    from decbench.compare import make_plan, run_compare
+    from tests.tiny_sessions import contender, tiny_suite, tiny_target
+
+    target = tiny_target()
+    contenders = [
+        contender("greedy", "greedy", target, max_new=16),
+        contender("momentum", "momentum", target, max_new=16),
+    ]
+    plan = make_plan([c.profile for c in contenders], tiny_suite(), warmup=0)
+    summary, records = run_compare(plan, contenders=contenders)
+    for record in records:
+        assert len(record["quality"]) == len(record["turns"])
+        for turn, ids in zip(record["quality"], record["token_ids"], strict=True):
+            assert turn["length"] == len(ids)
+            assert turn["rep_2"] == rep_n(ids, 2)
+            assert turn["coherence"] < 0
+    greedy = summary["results"]["greedy"]["overall"]["quality"]
+    momentum = summary["results"]["momentum"]["overall"]["quality"]
+    turns = [t for r in records if r["profile"] == "greedy" for t in r["quality"]]
+    assert greedy["rep_2"] == pytest.approx(sum(t["rep_2"] for t in turns) / len(turns))
+    assert "agreement_with_greedy" not in greedy  # greedy is lossless: nothing to agree with
+    agreement_ = momentum["agreement_with_greedy"]
+    assert agreement_["pairs"] == 3
+    assert 0.0 <= agreement_["match_fraction"] <= 1.0
+    assert greedy["rep_2"] > momentum["rep_2"]  # the tiny model loops; momentum breaks loops
+    assert 0 < momentum["corpus_distinct_2"] <= 1
+    # the human view: one row per profile, at 80 columns
+    from rich.console import Console
+
+    from decbench.cli.compare_render import quality_table
+
+    console = Console(width=80, record=True)
+    console.print(quality_table(summary))
+    text = console.export_text()
+    assert "rep-2" in text and "momentum" in text and f"{greedy['rep_2']:.1f}" in text
+
+
+def test_text_quality_on_hand_made_records():
+    from decbench.compare.stats import text_quality
+
+    def record(sample, ids, method="m"):
+        quality = [text_metrics(ids)]
+        return {
+            "sample_id": sample,
+            "repeat": 0,
+            "method": method,
+            "lossless": False,
+            "token_ids": [ids],
+            "quality": quality,
+        }
+
+    greedy = {("s1", 0): record("s1", [1, 2, 1, 2]), ("s2", 0): record("s2", [5, 6, 7])}
+    method = [record("s1", [1, 2, 3, 4]), record("s2", [5, 6, 7])]
+    q = text_quality(method, greedy)
+    assert q["rep_2"] == 0.0
+    assert q["length"] == 3.5
+    assert q["corpus_distinct_1"] == pytest.approx(7 / 7)
+    assert q["agreement_with_greedy"] == {
+        "pairs": 2,
+        "identical": 0.5,
+        "match_fraction": pytest.approx((0.5 + 1.0) / 2),
+        "first_divergence_median": 2.0,
+    }
+    assert text_quality([{"sample_id": "s", "repeat": 0, "token_ids": [[1]]}], None) == {}
+
+
+def test_open_ended_suite():
+    from decbench.suites import DEFAULT_SUITE, get_suite
+
+    suite = get_suite("open-ended")
+    assert len(suite.samples) == 16 and suite.categories == ["open-ended"]
+    assert all(s.turns[0].startswith("Write a") for s in suite.samples)
+    assert "open-ended" not in get_suite(DEFAULT_SUITE).categories

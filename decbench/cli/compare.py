@@ -9,7 +9,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from decbench.cli import options as o
-from decbench.cli.compare_render import footnote, header, results_table, side_by_side
+from decbench.cli.compare_render import (
+    footnote,
+    header,
+    quality_table,
+    results_table,
+    side_by_side,
+)
 from decbench.cli.output import Mode, Output
 from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare
 from decbench.compare.plot import plot_speedups
@@ -154,6 +160,9 @@ def compare(
         return
     out.info(header(summary))
     out.show(results_table(summary))
+    quality = quality_table(summary)
+    if quality is not None:
+        out.show(quality)
     if show > 0:
         for view in side_by_side(summary, records, show):
             out.show(view)

@@ -90,6 +90,37 @@ def results_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def quality_table(summary: dict[str, Any]) -> Table | None:
+    """Overall text quality per profile (decbench/metrics/quality.py): rep-2/4, diversity,
+    pooled distinct-2, coherence (nats/token under the target), length, and for lossy methods
+    the share of outputs identical to greedy's. None when no record carried quality."""
+    rows = []
+    for profile in summary["profiles"]:
+        q = summary["results"][profile["label"]][OVERALL].get("quality") or {}
+        if q:
+            rows.append((profile["label"], q))
+    if not rows:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    table.add_column("profile", overflow="fold")
+    for name in ("rep-2", "rep-4", "div", "dist-2", "coh", "len", "=greedy"):
+        table.add_column(name, justify="right")
+    for label, q in rows:
+        agree = q.get("agreement_with_greedy")
+        coherence = q.get("coherence")
+        table.add_row(
+            escape(label),
+            f"{q['rep_2']:.1f}",
+            f"{q['rep_4']:.1f}",
+            f"{q['diversity']:.2f}",
+            f"{q['corpus_distinct_2']:.2f}",
+            "-" if coherence is None else f"{coherence:.2f}",
+            f"{q['length']:.0f}",
+            "-" if agree is None else _percent(agree["identical"]),
+        )
+    return table
+
+
 def header(summary: dict[str, Any]) -> Text:
     suite = summary["suite"]
     env = summary["environment"]
@@ -108,6 +139,12 @@ def footnote(summary: dict[str, Any]) -> Text:
         "the bonus token · exact = share of outputs token-identical to the baseline (≠ at = first "
         "divergence index) · +MB = peak memory rise during a run"
     )
+    if any(summary["results"][p["label"]][OVERALL].get("quality") for p in summary["profiles"]):
+        text += (
+            "\nquality (mean over outputs): rep-n = % repeated n-grams, div = Π(1 − rep-n) for "
+            "n = 2..4, dist-2 = distinct bigrams of all outputs pooled, coh = mean log-likelihood "
+            "per token under the target, =greedy = share identical to greedy's output"
+        )
     if not summary["complete"]:
         text += f"\nINCOMPLETE: {summary['records']} of {summary['expected_records']} runs recorded"
     return Text(text, style="dim")

@@ -21,6 +21,7 @@ from decbench.compare.conversation import encode_turn
 from decbench.compare.memory import MemoryProbe
 from decbench.decoders.base import Request
 from decbench.errors import ConfigError
+from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
 from decbench.run import Session, open_session
@@ -140,7 +141,24 @@ def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, A
             results.append(result)
             walls.append(wall)
             answers.append(result.text)
-    return build_record(contender, sample, repeat, results, walls, memory.result())
+    record = build_record(contender, sample, repeat, results, walls, memory.result())
+    record["quality"] = score_turns(contender, sample, results)
+    return record
+
+
+def score_turns(
+    contender: Contender, sample: Sample, results: list[GenerationResult]
+) -> list[dict[str, Any]]:
+    """Text quality of each turn (decbench/metrics/quality.py): rep-n, diversity, distinct-n,
+    length, and coherence under the target. Scored after the timed runs and outside the memory
+    probe, so it changes neither wall times nor peak memory."""
+    target = contender.session.target
+    answers = [r.text for r in results]
+    scored = []
+    for i, result in enumerate(results):
+        ids = encode_turn(target, contender.profile, list(sample.turns[: i + 1]), answers[:i])
+        scored.append(quality_report(result.token_ids, ids, scorer=target))
+    return scored
 
 
 def warm_up(contender: Contender, sample: Sample) -> None:

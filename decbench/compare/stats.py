@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from decbench.metrics import quality
 from decbench.metrics.quality import first_divergence
 
 OVERALL = "overall"
@@ -135,6 +136,34 @@ def acceptance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def text_quality(
+    records: Sequence[dict[str, Any]], greedy: dict[Key, dict[str, Any]] | None
+) -> dict[str, Any]:
+    """Means over all turns of the per-turn quality metrics (decbench/metrics/quality.py),
+    distinct-n with the n-grams of every output pooled, and, for lossy methods when a greedy
+    profile ran, agreement with greedy's output on the same sample and repeat."""
+    records = sorted(records, key=key)  # a pure function of the set of records, in any order
+    turns = [t for r in records for t in r.get("quality", [])]
+    if not turns:
+        return {}
+    out = quality.aggregate(turns)
+    outputs = [ids for r in records for ids in r["token_ids"]]
+    for n in quality.DISTINCT_ORDERS:
+        out[f"corpus_distinct_{n}"] = quality.corpus_distinct(outputs, n)
+    pairs = [(r, greedy[key(r)]) for r in records if greedy and key(r) in greedy]
+    if pairs and not records[0].get("lossless", True):
+        agreements = [quality.agreement(flat_ids(r), flat_ids(g)) for r, g in pairs]
+        divergences = [a["first_divergence"] for a in agreements]
+        diverged = [d for d in divergences if d is not None]
+        out["agreement_with_greedy"] = {
+            "pairs": len(pairs),
+            "identical": divergences.count(None) / len(pairs),
+            "match_fraction": sum(a["match_fraction"] for a in agreements) / len(pairs),
+            "first_divergence_median": float(np.median(diverged)) if diverged else None,
+        }
+    return out
+
+
 def _max(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -143,9 +172,10 @@ def _max(values: Iterable[float | None]) -> float | None:
 def group_metrics(
     records: Sequence[dict[str, Any]],
     baseline: dict[Key, dict[str, Any]] | None,
+    greedy: dict[Key, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every number `compare` reports for one profile over one group of records. `baseline` is
-    None for the baseline itself."""
+    None for the baseline itself; `greedy` indexes a greedy profile's records, when one ran."""
     metrics: dict[str, Any] = {
         "runs": len(records),
         "tokens": sum(tokens(r) for r in records),
@@ -154,6 +184,7 @@ def group_metrics(
         **acceptance(records),
         "peak_memory_mb": _max(r["memory"]["peak_mb"] for r in records),
         "peak_memory_delta_mb": _max(r["memory"]["peak_delta_mb"] for r in records),
+        "quality": text_quality(records, greedy),
     }
     if baseline is None:
         metrics.update(speedup=None, speedup_total=None, exact_match=None)
@@ -166,6 +197,10 @@ def group_metrics(
     return metrics
 
 
+def _method(records: Sequence[dict[str, Any]]) -> str | None:
+    return records[0].get("method") if records else None
+
+
 def aggregate(
     records: Sequence[dict[str, Any]],
     labels: Sequence[str],
@@ -175,14 +210,18 @@ def aggregate(
     """profile label -> {"overall": metrics, "categories": {category: metrics}}."""
     by_profile = {label: [r for r in records if r["profile"] == label] for label in labels}
     base_index = by_key(by_profile[baseline])
+    greedy_label = next((la for la in labels if _method(by_profile[la]) == "greedy"), None)
+    greedy = by_key(by_profile[greedy_label]) if greedy_label else None
     results = {}
     for label in labels:
         own = by_profile[label]
         reference = None if label == baseline else base_index
         results[label] = {
-            OVERALL: group_metrics(own, reference),
+            OVERALL: group_metrics(own, reference, greedy),
             "categories": {
-                category: group_metrics([r for r in own if r["category"] == category], reference)
+                category: group_metrics(
+                    [r for r in own if r["category"] == category], reference, greedy
+                )
                 for category in categories
             },
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from decbench.suites import stdlib, written
+from decbench.suites import open_ended, stdlib, written
 from decbench.suites.base import (
     CATEGORIES,
     CODE_COMPLETION,
@@ -40,6 +40,10 @@ _PROMPTS: dict[str, tuple[str, Callable[[], list]]] = {
         stdlib.completion_prompts,
     ),
     CODE_EDIT: ("edit a standard-library function as instructed", stdlib.edit_prompts),
+    open_ended.OPEN_ENDED: (
+        "continue a story or an article for ~300 words, written for decbench",
+        lambda: open_ended.PROMPTS,
+    ),
 }
 
 # name -> (description, categories, prompts per category or None for all)
@@ -52,6 +56,8 @@ _SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
         None,
     ),
     **{c: (_PROMPTS[c][0], (c,), None) for c in CATEGORIES},
+    # not in the default mix: long free-form outputs, judged by text quality rather than speed
+    open_ended.OPEN_ENDED: (_PROMPTS[open_ended.OPEN_ENDED][0], (open_ended.OPEN_ENDED,), None),
 }
 
 
