@@ -1,0 +1,226 @@
+"""Run the benchmark plan (bench/plan.toml) and record every comparison as JSON.
+
+    python bench/run.py --out bench/results            # what `make bench` runs
+    python bench/run.py --only greedy-vs-hf --repeat 3
+    python bench/run.py --resume                       # continue an interrupted run
+
+Each comparison is a `decbench compare` run into bench/results/<name>/ (run.json, samples.jsonl,
+summary.json). bench/results/summary.json indexes the headline numbers: per profile the median
+paired speedup against the comparison's baseline, exact-match rate, tokens/s and MAT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from decbench.compare import RunStore, make_plan, run_compare
+from decbench.compare.store import write_atomic
+from decbench.environment import environment
+from decbench.errors import ConfigError, DecbenchError, unknown
+from decbench.profiles import Profile, load_profile, method_profile
+from decbench.suites import get_suite
+
+SCHEMA_BENCH = "decbench/bench/v1"
+COMPARISON_KEYS = {
+    "name", "about", "profiles", "baseline", "suite", "categories", "limit",
+    "max_new_tokens", "repeat", "warmup", "threads", "goal",
+}  # fmt: skip
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_plan(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the bench plan: {e}") from e
+    defaults = data.get("defaults", {})
+    comparisons = []
+    for number, entry in enumerate(data.get("comparison", []), start=1):
+        for key in entry:
+            if key not in COMPARISON_KEYS:
+                raise unknown("key", key, COMPARISON_KEYS, where=f"{path}: comparison {number}")
+        if "name" not in entry or "profiles" not in entry:
+            raise ConfigError(f"{path}: comparison {number} needs 'name' and 'profiles'")
+        comparisons.append({**defaults, **entry})
+    return defaults, comparisons
+
+
+def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
+    overrides = [("generation", "max_new_tokens", entry["max_new_tokens"])]
+    if entry.get("threads"):
+        overrides.append(("backend", "threads", entry["threads"]))
+    if name.startswith("method:"):
+        return method_profile(name.removeprefix("method:"), overrides)
+    local = plan_dir / name
+    return load_profile(str(local) if local.is_file() else name, overrides)
+
+
+def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: bool) -> dict:
+    folder = out / entry["name"]
+    if resume and (folder / "run.json").is_file():
+        store = RunStore.resume(folder)
+        plan = store.plan
+    else:
+        profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
+        suite = get_suite(entry.get("suite", "spec-bench-mini"))
+        suite = suite.select(entry.get("categories"), entry.get("limit"))
+        plan = make_plan(
+            profiles,
+            suite,
+            baseline=entry.get("baseline"),
+            repeat=entry.get("repeat", 1),
+            warmup=entry.get("warmup", 1),
+            selection={"categories": entry.get("categories", []), "limit": entry.get("limit")},
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        store = RunStore.create(folder, plan)
+
+    def progress(event) -> None:
+        if event.kind == "record":
+            r = event.record
+            say(
+                f"  [{event.done}/{event.total}] {event.label} {event.sample_id}: "
+                f"{sum(r['new_tokens'])} tokens, {r['tokens_per_s']:.1f} tok/s"
+            )
+
+    start = time.perf_counter()
+    summary, _ = run_compare(plan, store, progress=say, on_event=progress)
+    return headline(entry, summary, time.perf_counter() - start, folder)
+
+
+def headline(entry: dict[str, Any], summary: dict[str, Any], seconds: float, folder: Path) -> dict:
+    rows = {}
+    for profile in summary["profiles"]:
+        m = summary["results"][profile["label"]]["overall"]
+        rows[profile["label"]] = {
+            "method": profile["method"],
+            "speedup_median": m["speedup"]["median"] if m["speedup"] else None,
+            "speedup_min": m["speedup"]["min"] if m["speedup"] else None,
+            "speedup_max": m["speedup"]["max"] if m["speedup"] else None,
+            "exact_match": m["exact_match"]["rate"] if m["exact_match"] else None,
+            "first_divergence": m["exact_match"]["first_divergence"]["min"]
+            if m["exact_match"]
+            else None,
+            "tokens_per_s_median": m["tokens_per_s"]["median"] if m["tokens_per_s"] else None,
+            "mat": m["mat"],
+            "acceptance_rate": m["acceptance_rate"],
+            "by_category": {
+                category: (c["speedup"] or {}).get("median")
+                for category, c in summary["results"][profile["label"]]["categories"].items()
+            },
+        }
+    result = {
+        "name": entry["name"],
+        "about": entry.get("about", ""),
+        "baseline": summary["baseline"],
+        "suite": summary["suite"]["name"],
+        "prompts": summary["suite"]["count"],
+        "max_new_tokens": summary["profiles"][0]["generation"]["max_new_tokens"],
+        "repeat": summary["repeat"],
+        "complete": summary["complete"],
+        "wall_s": seconds,
+        "summary": str(folder / "summary.json"),
+        "profiles": rows,
+    }
+    goal = entry.get("goal")
+    if goal:
+        row = rows.get(goal["profile"])
+        if row is None:
+            raise ConfigError(
+                f"comparison '{entry['name']}': goal profile '{goal['profile']}' is not in profiles"
+            )
+        met = row["speedup_median"] is not None and row["speedup_median"] >= goal.get("speedup", 0)
+        if "exact_match" in goal:
+            met = met and (row["exact_match"] or 0) >= goal["exact_match"]
+        result["goal"] = {
+            **goal,
+            "measured_speedup": row["speedup_median"],
+            "measured_exact_match": row["exact_match"],
+            "met": met,
+        }
+    return result
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        print(f"\n{r['name']}: {r['about']}")
+        print(
+            f"  {r['prompts']} prompts ({r['suite']}), max {r['max_new_tokens']} new tokens, baseline {r['baseline']}"
+        )
+        print(f"  {'profile':<14}{'tok/s':>8}{'speedup':>10}{'range':>14}{'exact':>8}{'MAT':>7}")
+        for label, row in r["profiles"].items():
+            speed = "base" if row["speedup_median"] is None else f"{row['speedup_median']:.2f}x"
+            spread = (
+                ""
+                if row["speedup_min"] is None
+                else f"{row['speedup_min']:.2f}-{row['speedup_max']:.2f}"
+            )
+            exact = "" if row["exact_match"] is None else f"{row['exact_match']:.0%}"
+            print(
+                f"  {label:<14}{row['tokens_per_s_median']:>8.1f}{speed:>10}{spread:>14}{exact:>8}"
+                f"{row['mat'] or 0:>7.2f}"
+            )
+        if "goal" in r:
+            g = r["goal"]
+            print(
+                f"  goal: {g['profile']} >= {g['speedup']}x with identical tokens: {'met' if g['met'] else 'NOT met'}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--plan", type=Path, default=Path(__file__).with_name("plan.toml"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    parser.add_argument("--only", action="append", help="Run only this comparison (repeatable).")
+    parser.add_argument("--repeat", type=int, help="Override every comparison's repeat.")
+    parser.add_argument("--threads", type=int, help="Override every comparison's torch threads.")
+    parser.add_argument("--resume", action="store_true", help="Continue interrupted comparisons.")
+    args = parser.parse_args()
+    try:
+        _, comparisons = read_plan(args.plan)
+        names = [c["name"] for c in comparisons]
+        for name in args.only or []:
+            if name not in names:
+                raise unknown("comparison", name, names, where="--only")
+        chosen = [c for c in comparisons if not args.only or c["name"] in args.only]
+        results = []
+        for entry in chosen:
+            if args.repeat:
+                entry["repeat"] = args.repeat
+            if args.threads is not None:
+                entry["threads"] = args.threads
+            say(f"bench: {entry['name']} ({', '.join(entry['profiles'])})")
+            results.append(run_comparison(entry, args.plan.parent, args.out, args.resume))
+        index = {
+            "schema": SCHEMA_BENCH,
+            "plan": str(args.plan),
+            "environment": environment(),
+            "comparisons": results,
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out / "summary.json", index)
+        print_table(results)
+        say(f"\nwrote {args.out / 'summary.json'}")
+        return 0
+    except DecbenchError as e:
+        say(f"error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        say("interrupted; continue with: python bench/run.py --resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
