@@ -12,6 +12,7 @@ from decbench.cli import options as o
 from decbench.cli.canvas_render import canvas_steps, dllm_line
 from decbench.cli.output import Mode, Output
 from decbench.cli.render import TextStreamer, acceptance_chain, annotated_text, legend, summary
+from decbench.cli.tree_render import acceptance_trees
 from decbench.metrics.quality import check_scorer
 from decbench.run import open_session
 from decbench.settings import ModelSettings
@@ -22,6 +23,8 @@ Examples:
   decbench generate "Name three colors."
 
   decbench generate "Summarize: ..." --method pld --show-steps 5
+
+  decbench generate "Summarize: ..." --method recycling --show-tree 3
 
   echo "Write a haiku" | decbench generate - --method sample -t 0.8 --seed 1
 
@@ -46,6 +49,12 @@ def generate(
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
+    ] = 0,
+    show_tree: Annotated[
+        int,
+        typer.Option(
+            "--show-tree", help="Draw the candidate trees of the first N tree-verified steps."
+        ),
     ] = 0,
     quality: Annotated[
         bool,
@@ -105,6 +114,8 @@ def generate(
         out.show(canvas_steps(result, tokenizer, show_steps))
     elif show_steps > 0:
         out.show(acceptance_chain(result, tokenizer, show_steps))
+    if show_tree > 0:
+        out.show(acceptance_trees(result, tokenizer, show_tree))
     out.info(summary(result))
     if session.decoder.spec.diffusion:
         out.info(dllm_line(result))

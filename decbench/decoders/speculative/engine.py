@@ -34,10 +34,13 @@ def run_speculative(
     request: Request,
     rule: SamplingRule = rejection_sampling,
     tree_rule: tree.TreeRule = tree.accept_sampling,
+    observe_prefill: bool = False,
 ) -> GenerationResult:
     """prefill, then steps of: propose → verify (one target forward) → accept → append, emit
     and roll back → observe. Under sampling `rule` decides acceptance of chains and `tree_rule`
-    of trees; greedy uses exact match for both."""
+    of trees; greedy uses exact match for both. With `observe_prefill` the prefill keeps the
+    logits of every prompt position and the proposer observes them first, as if the prompt had
+    been a verified chain (rows: prompt[0], then each later prompt token)."""
     state = GenerationState(method, params, target, request)
     sampling = request.sampling
     generator = None if sampling.greedy else make_generator(sampling)
@@ -45,11 +48,16 @@ def run_speculative(
     if state.max_new == 0:
         return state.result()
 
+    prompt = request.prompt_ids
     with timer.phase("prefill"):
-        logits = target.prefill(torch.tensor([request.prompt_ids])).logits[:, -1]
+        prefill = target.prefill(torch.tensor([prompt]), all_logits=observe_prefill).logits
     with timer.phase("sampling"):
-        first = choose(logits, sampling, [state.tokens], generator)[0]
+        first = choose(prefill[:, -1], sampling, [state.tokens], generator)[0]
     state.record([], None, 0, first, False, state.commit([first]))
+    if observe_prefill:
+        with timer.phase("draft"):
+            seen = Draft(list(prompt[1:]))
+            proposer.observe(Feedback(0, 0, state.tokens, seen, prefill[0], None, prompt[0]))
 
     while not state.done:
         # 1. propose, never past the token budget (the bonus token needs one slot)

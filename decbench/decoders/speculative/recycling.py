@@ -41,9 +41,10 @@ UNKNOWN = -1  # an adjacency entry never written
 @dataclass
 class RecyclingOptions:
     k: int = 8  # successors kept per token (adjacency matrix width)
-    nodes: int = 20  # tree template size (the paper uses 80 on a GPU)
+    nodes: int = 12  # tree template size (the paper uses 80 on a GPU)
     max_depth: int = 6  # deepest template level
     persist: bool = True  # keep the matrix across requests (the paper's hot start)
+    warm_start: bool = True  # also recycle the prefill's logits (all prompt positions)
 
 
 @dataclass
@@ -184,6 +185,13 @@ class TokenRecycling(Decoder):
         if not self.options.persist:
             self.matrix = AdjacencyMatrix(self.target.vocab_size, self.options.k)
         proposer = RecyclingProposer(self.matrix, self.template)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
+        result = run_speculative(
+            self.spec.name,
+            self.options,
+            self.target,
+            proposer,
+            request,
+            observe_prefill=self.options.warm_start,
+        )
         result.stats["proposer"] = self.matrix.stats()
         return result
