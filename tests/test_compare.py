@@ -26,6 +26,7 @@ from decbench.compare.stats import aggregate, exact_match, pair_speedups, spread
 from decbench.compare.store import read_records
 from decbench.errors import ConfigError
 from decbench.profiles import method_profile
+from decbench.suites import get_suite
 from tests.tiny_sessions import ByteTokenizer, contender, tiny_suite, tiny_target
 
 
@@ -520,3 +521,50 @@ def test_resume_refuses_a_different_plan(tmp_path):
     fewer = make_plan([method_profile("greedy"), method_profile("pld")], suite.select(limit=1))
     with pytest.raises(ConfigError, match="suite, selection or --repeat differ"):
         _check_same_plan(stored, fewer, tmp_path)
+
+
+# -- the bench plan ---------------------------------------------------------------------------------
+def load_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    spec = importlib.util.spec_from_file_location("bench_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path.with_name("plan.toml")
+
+
+def test_bench_plan_is_valid():
+    """Every comparison in bench/plan.toml names real profiles and suites (checked without
+    loading a model), so a typo in a newly added method fails here, not after a long run."""
+    bench, plan_path = load_bench()
+    _, comparisons = bench.read_plan(plan_path)
+    names = [c["name"] for c in comparisons]
+    assert {"greedy-vs-hf", "input-grounded"} <= set(names)
+    for entry in comparisons:
+        profiles = [
+            bench.build_profile(name, entry, plan_path.parent) for name in entry["profiles"]
+        ]
+        suite = get_suite(entry.get("suite", "spec-bench-mini")).select(
+            entry.get("categories"), entry.get("limit")
+        )
+        make_plan(profiles, suite, baseline=entry.get("baseline"))
+    greedy_vs_hf = comparisons[names.index("greedy-vs-hf")]
+    assert (
+        greedy_vs_hf["profiles"][0] == "hf-greedy" and greedy_vs_hf["goal"]["profile"] == "greedy"
+    )
+
+
+def test_bench_plan_errors_and_goal(tmp_path, tiny_contenders):
+    bench, _ = load_bench()
+    bad = tmp_path / "plan.toml"
+    bad.write_text('[[comparison]]\nname = "x"\nprofiles = ["greedy"]\nsuit = "qa"\n')
+    with pytest.raises(ConfigError, match="unknown key 'suit'; did you mean 'suite'"):
+        bench.read_plan(bad)
+    summary, _ = run_compare(tiny_plan(tiny_contenders), contenders=tiny_contenders)
+    entry = {"name": "t", "goal": {"profile": "pld", "speedup": 1000.0, "exact_match": 1.0}}
+    row = bench.headline(entry, summary, 1.0, tmp_path)
+    assert row["goal"]["met"] is False
+    assert row["profiles"]["pld"]["exact_match"] == 1.0
+    assert row["profiles"]["greedy"]["speedup_median"] is None
