@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -228,7 +229,7 @@ class ProgressDisplay:
         self.bar: Progress | None = None
         self.task = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[Event], None]:
         if self.out.mode is not Mode.quiet and self.out.err.is_terminal:
             self.bar = Progress(
                 TextColumn("{task.description}"),

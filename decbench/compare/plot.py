@@ -12,7 +12,7 @@ from decbench.errors import ConfigError, RunError
 OVERALL = "overall"
 
 
-def _matplotlib():
+def _matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError as e:

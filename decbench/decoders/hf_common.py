@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from transformers import GenerationConfig
 
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import synchronize
@@ -69,7 +71,7 @@ class ForwardRecorder:
             for handle in handles:
                 handle.remove()
 
-    def _before(self, role: str, own: nn.Module):
+    def _before(self, role: str, own: nn.Module) -> Callable[..., None]:
         def hook(module, args, kwargs):
             if module is not own:
                 return
@@ -82,7 +84,7 @@ class ForwardRecorder:
 
         return hook
 
-    def _after(self, own: nn.Module):
+    def _after(self, own: nn.Module) -> Callable[..., None]:
         def hook(module, args, kwargs, output):
             if module is not own or id(own) not in self._open:
                 return
@@ -153,11 +155,11 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def generation_config(target: ModelRunner, request: Request, max_new: int, **extra):
+def generation_config(
+    target: ModelRunner, request: Request, max_new: int, **extra: Any
+) -> GenerationConfig:
     """A complete GenerationConfig from decbench's settings (nothing inherited from the model's
     own generation_config, so the stop rules are exactly decbench's)."""
-    from transformers import GenerationConfig
-
     s = request.sampling
     eos = target.eos_token_ids
     pad = getattr(target.model.generation_config, "pad_token_id", None)
@@ -187,7 +189,7 @@ def run_reference(
     request: Request,
     decode_phase: str = "decode",
     assistant: ModelRunner | None = None,
-    **extra,
+    **extra: Any,
 ) -> GenerationResult:
     """Run transformers' `generate` once and return a GenerationResult like any decoder's."""
     prompt_len = len(request.prompt_ids)
@@ -218,7 +220,18 @@ def run_reference(
     return _result(method, params, target, request, generated, steps, total, t0, recorder, max_new)
 
 
-def _result(method, params, target, request, generated, steps, total, t0, recorder, max_new):
+def _result(
+    method: str,
+    params: object,
+    target: ModelRunner,
+    request: Request,
+    generated: list[int],
+    steps: list[StepTrace],
+    total: float,
+    t0: float,
+    recorder: ForwardRecorder,
+    max_new: int,
+) -> GenerationResult:
     phases: dict[str, float] = {}
     for step in steps:
         for name, seconds in step.times.items():
@@ -251,7 +264,9 @@ def _result(method, params, target, request, generated, steps, total, t0, record
     )
 
 
-def _finish_reason(target: ModelRunner, request: Request, generated: list[int], max_new: int):
+def _finish_reason(
+    target: ModelRunner, request: Request, generated: list[int], max_new: int
+) -> str:
     """The same order of stop rules as decbench's GenerationState: EOS, stop string, length."""
     if generated and generated[-1] in target.eos_token_ids:
         return "eos"
