@@ -9,6 +9,7 @@ sampling keeps the target's distribution (with a broken twin that the test catch
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -332,10 +333,10 @@ def tree_empirical_joint(target, rule, samples: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def peaked_target():
-    from tests.test_lossless_sampling import exact_joint, peaked
+    from tests.test_lossless_sampling import peaked
 
     target = peaked(0)
-    return target, exact_joint(target)
+    return target, exact_joint(target, SAMPLING_PROMPT)
 
 
 def test_tree_sampling_preserves_the_distribution(peaked_target):
@@ -350,5 +351,72 @@ def test_broken_tree_rule_is_detected(peaked_target):
     from tests.test_lossless_sampling import chi2_pvalue
 
     target, exact = peaked_target
-    counts = tree_empirical_joint(target, broken_tree_rule, 2000)
+    counts = tree_empirical_joint(target, broken_tree_rule, 800)
     assert chi2_pvalue(counts, exact) < 1e-6
+
+
+# -- helpers the method tests share -----------------------------------------------------------
+def greedy_ids(runner, prompt: list[int], n: int) -> list[int]:
+    greedy = Greedy(runner, Greedy.Options(), no_models_ctx())
+    return greedy.generate(make_request(prompt, n)).token_ids
+
+
+def sampling_matches_target(
+    decoder_for, samples: int = 1200, prompt: list[int] = SAMPLING_PROMPT
+) -> None:
+    """A tree method under sampling reproduces the target's joint distribution of tokens 2..4
+    (chi-square, as in test_lossless_sampling), and did accept drafts on the way."""
+    from tests.test_lossless_sampling import chi2_pvalue, peaked
+
+    target = peaked(0)
+    decoder = decoder_for(target)
+    counts = torch.zeros(SAMPLING_VOCAB**3)
+    accepted = 0
+    for seed in range(samples):
+        settings = SamplingSettings(**{**SAMPLING.__dict__, "seed": seed})
+        result = decoder.generate(make_request(prompt, 4, sampling=settings))
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[t2 * SAMPLING_VOCAB**2 + t3 * SAMPLING_VOCAB + t4] += 1
+        accepted += result.stats["accepted"]
+    assert accepted > samples // 4  # drafts were accepted: the check is not vacuous
+    assert chi2_pvalue(counts, exact_joint(target, prompt)) > 1e-3
+
+
+def exact_joint(target, prompt: list[int]) -> torch.Tensor:
+    """P(t2, t3, t4) after `prompt` under the target with SAMPLING, summed over t1. [5^3]"""
+    from decbench.sampler import target_distribution
+
+    seqs = list(itertools.product(range(SAMPLING_VOCAB), repeat=3))  # (t1, t2, t3)
+    ids = torch.tensor([prompt + list(s) for s in seqs])
+    with torch.inference_mode():
+        logits = target.model(ids).logits.float()
+    n = len(prompt)
+    probs = [target_distribution(logits[:, n - 1 + j], SAMPLING, []) for j in range(4)]
+    joint = torch.zeros(SAMPLING_VOCAB, SAMPLING_VOCAB, SAMPLING_VOCAB)
+    for row, (t1, t2, t3) in enumerate(seqs):
+        joint[t2, t3] += probs[0][row, t1] * probs[1][row, t2] * probs[2][row, t3] * probs[3][row]
+    return joint.flatten()
+
+
+DEFAULT_MODEL_PROMPT = (
+    "Summarize in two sentences: The city council met on Tuesday to discuss the new budget. "
+    "The budget includes funding for road repairs, a new library, and more police officers. "
+    "Several residents spoke against the increase in property taxes that would pay for these "
+    "projects. The council will vote on the budget next week."
+)
+
+
+def assert_default_model_speedup(session, decoder_cls, sampling: SamplingSettings) -> None:
+    """On the default model: identical tokens to greedy and MAT > 1 (40 new tokens)."""
+    from decbench.decoders.base import Request
+    from decbench.settings import GenerationSettings
+
+    ids = session.encode(DEFAULT_MODEL_PROMPT)
+    generation = GenerationSettings(max_new_tokens=40)
+    greedy = Greedy(session.target, Greedy.Options(), session.decoder.ctx)
+    expected = greedy.generate(Request("", ids, generation, sampling)).token_ids
+    decoder = decoder_cls(session.target, decoder_cls.Options(), session.decoder.ctx)
+    result = decoder.generate(Request("", ids, generation, sampling))
+    assert result.token_ids == expected
+    assert result.stats["mat"] > 1.0
+    assert any(step.tree is not None and step.tree.accepted_path for step in result.steps)
