@@ -140,3 +140,74 @@ def test_recycling_on_the_default_model(default_session):
     from tests.test_tree import assert_default_model_speedup
 
     assert_default_model_speedup(default_session, TokenRecycling, SamplingSettings())
+
+
+# -- the acceptance tree view -------------------------------------------------------------------
+def rendered(renderable) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=80, record=True, color_system=None, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def fake_result(tree_trace, emitted: int, bonus: int, recovered: bool):
+    from decbench.results import GenerationResult, StepTrace, Timings
+
+    steps = [
+        StepTrace([], None, 0, 7, False, 1),  # the prefill's token: 7 is the first root
+        StepTrace([], None, 0, 8, recovered, emitted, tree=tree_trace),
+    ]
+    return GenerationResult(
+        "recycling", {}, "m", "", 3, [7, 1, 8], "", "length", Timings(0, 0, 0, 0, {}, 0), {}, steps
+    )
+
+
+def test_tree_view_marks_accepted_rejected_unreached_and_the_bonus():
+    from decbench.cli.tree_render import acceptance_trees
+    from decbench.results import TreeTrace
+
+    # root 7: children 1 (accepted) and 2 (rejected, with child 3 never reached);
+    # under 1: child 4 rejected; the target's bonus after 1 is 8
+    trace = TreeTrace([1, 2, 3, 4], [-1, -1, 1, 0], ["pool", "jacobi", "jacobi", "pool"], [0])
+    text = rendered(acceptance_trees(fake_result(trace, 2, 8, True), None, 3))
+    assert "step 2 after '<7>' · 4 candidates · 1 accepted" in text
+    assert "✓ '<1>'  [pool]" in text
+    assert "✗ '<2>'  [jacobi]" in text
+    assert "· '<3>'  [jacobi]" in text
+    assert "✗ '<4>'  [pool]" in text
+    assert "+ '<8>' (recovered)" in text
+    assert text.index("✓ '<1>'") < text.index("✗ '<4>'") < text.index("+ '<8>'")
+
+
+def test_tree_view_names_a_single_source_once_and_folds_large_trees():
+    from decbench.cli.tree_render import FULL_TREE_NODES, acceptance_trees
+    from decbench.results import TreeTrace
+
+    n = FULL_TREE_NODES + 10  # a root child with a long untested line below a rejected one
+    parents = [-1, -1, *range(1, n - 1)]
+    trace = TreeTrace(list(range(10, 10 + n)), parents, ["adjacency"] * n, [0])
+    text = rendered(acceptance_trees(fake_result(trace, 2, 8, False), None, 1))
+    assert f"{n} candidates (adjacency)" in text
+    assert "[adjacency]" not in text
+    assert f"… {n - 2} more untested" in text  # all below the rejected node
+    assert "+ '<8>' (bonus)" in text
+
+
+@pytest.mark.model
+def test_generate_show_tree_and_json(monkeypatch, capsys):
+    import json
+
+    from tests.test_cli import run_cli
+    from tests.test_tree import DEFAULT_MODEL_PROMPT
+
+    args = ("generate", DEFAULT_MODEL_PROMPT, "-m", "recycling", "-n", "24")
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--show-tree", "2")
+    assert code == 0
+    assert out.count("candidates (adjacency)") == 2
+    assert "✓ accepted" in out and "MAT" in err
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--json")
+    trees = [step["tree"] for step in json.loads(out)["steps"] if step["tree"]]
+    assert trees and set(trees[0]) == {"tokens", "parents", "sources", "accepted_path"}
