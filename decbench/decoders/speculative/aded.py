@@ -41,8 +41,8 @@ Pair = tuple[int, int]
 
 @dataclass
 class AdedOptions:
-    nodes: int = 12  # draft tree size
-    depth: int = 4  # draft depth (tokens after the pending one)
+    nodes: int = 16  # draft tree size (at most; sparse tables give fewer)
+    depth: int = 5  # draft depth (tokens after the pending one)
     iterations: int = 48  # MCTS simulations per step
     exploration: float = 1.0  # PUCT exploration constant
     top_k: int = 8  # successors kept per tri-gram context

@@ -17,6 +17,9 @@ The window starts as W tokens drawn from the prompt and fills one level per step
 reference implementation's POOL_FROM_PROMPT); their nodes are marked "context", Jacobi ones
 "jacobi". The window never affects what is committed, only what is proposed.
 
+The defaults are small for a CPU, where every token added to the forward costs compute; GPUs,
+where the forward is memory-bound, take far larger windows and pools.
+
 Lossless: exact longest-path match under greedy (token-identical to greedy); under sampling,
 multi-candidate rejection sampling over siblings with one-hot drafts (tree.py).
 """
@@ -43,9 +46,9 @@ CONTEXT = "context"
 
 @dataclass
 class LookaheadOptions:
-    window: int = 4  # W: Jacobi window columns
-    ngram: int = 4  # N: n-gram size; the window keeps N-1 levels
-    guesses: int = 4  # G: pool n-grams verified per step (and kept per key)
+    window: int = 3  # W: Jacobi window columns
+    ngram: int = 3  # N: n-gram size; the window keeps N-1 levels
+    guesses: int = 3  # G: pool n-grams verified per step (and kept per key)
     prompt_pool: bool = True  # also pool the n-grams of the prompt and the generated text
     seed: int = 0  # the window's initial tokens are drawn from the prompt with this seed
 

@@ -41,7 +41,7 @@ UNKNOWN = -1  # an adjacency entry never written
 @dataclass
 class RecyclingOptions:
     k: int = 8  # successors kept per token (adjacency matrix width)
-    nodes: int = 12  # tree template size (the paper uses 80 on a GPU)
+    nodes: int = 8  # tree template size (the paper uses 80 on a GPU; a CPU wants few)
     max_depth: int = 6  # deepest template level
     persist: bool = True  # keep the matrix across requests (the paper's hot start)
     warm_start: bool = True  # also recycle the prefill's logits (all prompt positions)
