@@ -118,6 +118,7 @@ def test_storage_is_reported_and_persists_across_requests(tiny_runner):
     assert first["adjacency_shape"] == [vocab, 4]
     assert first["adjacency_bytes"] == vocab * 4 * 4
     assert second["rows_filled"] >= first["rows_filled"] > 0
+    assert first["warm_started"] is True
 
 
 def test_sampling_preserves_the_distribution():

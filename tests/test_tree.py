@@ -247,6 +247,19 @@ def test_engine_tree_path_equals_greedy(tiny_runner, width, depth):
         assert all(f.path is not None for f in proposer.seen if f.draft.is_tree)
 
 
+def test_engine_tree_path_applies_the_repetition_penalty_per_path(tiny_runner):
+    """Each node's argmax is penalised with its own path as context, as greedy would be."""
+    penalty = SamplingSettings(repetition_penalty=1.8)
+    for prompt in ([3, 9, 4, 17, 22], [5, 5, 6, 5, 6]):
+        greedy = Greedy(tiny_runner, Greedy.Options(), no_models_ctx())
+        expected = greedy.generate(make_request(prompt, 20, sampling=penalty)).token_ids
+        proposer = FixedTreeProposer(prompt + expected, len(prompt), 3, 4)
+        request = make_request(prompt, 20, sampling=penalty)
+        result = engine.run_speculative("t", NoOptions(), tiny_runner, proposer, request)
+        assert result.token_ids == expected
+        assert result.stats["mat"] > 1
+
+
 def test_engine_tree_path_stops_at_eos_inside_the_tree(tiny_runner):
     prompt = [3, 9, 4, 17, 22]
     greedy = Greedy(tiny_runner, Greedy.Options(), no_models_ctx())

@@ -52,7 +52,8 @@ def step_tree(number: int, step: StepTrace, root_token: int | None, tokenizer) -
     mixed = len(sources) > 1
     heading = Text(f"step {number}", style="bold")
     after = shown(tokenizer, root_token) if root_token is not None else "?"
-    heading.append(f" after {after} · {len(trace.tokens)} candidates")
+    count = len(trace.tokens)
+    heading.append(f" after {after} · {count} candidate{'' if count == 1 else 's'}")
     if sources and not mixed:
         heading.append(f" ({sources[0]})")
     heading.append(f" · {len(trace.accepted_path)} accepted", style="dim")

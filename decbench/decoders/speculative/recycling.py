@@ -9,6 +9,10 @@ expands a static tree template breadth-first from the pending token: node (paren
 the parent's r-th recycled successor. No draft model, no datastore; the storage is bounded by
 vocab x k integers and reported in `stats["proposer"]`.
 
+Beyond the paper, `warm_start` also recycles the prefill's logits, as if the prompt had been
+verified, so that a cold matrix drafts from the first step; it costs the LM head over the
+prompt once and a transient [prompt, vocab] tensor, hence the cap WARM_START_MAX.
+
 The template is the static tree that maximises the expected accepted length when the rank-r
 candidate is accepted with probability `RANK_ACCEPT ** (r + 1)` (the shape of the paper's
 template: deep along rank 0, wide near the root), cut to `nodes` nodes; the paper verifies 80
@@ -36,6 +40,7 @@ from decbench.results import GenerationResult
 
 RANK_ACCEPT = 0.45  # prior used only to shape the static template
 UNKNOWN = -1  # an adjacency entry never written
+WARM_START_MAX = 1024  # longest prompt whose prefill logits ([n, vocab] floats) are recycled
 
 
 @dataclass
@@ -44,7 +49,7 @@ class RecyclingOptions:
     nodes: int = 8  # tree template size (the paper uses 80 on a GPU; a CPU wants few)
     max_depth: int = 6  # deepest template level
     persist: bool = True  # keep the matrix across requests (the paper's hot start)
-    warm_start: bool = True  # also recycle the prefill's logits (all prompt positions)
+    warm_start: bool = True  # also recycle the prefill's logits (prompts up to WARM_START_MAX)
 
 
 @dataclass
@@ -185,13 +190,9 @@ class TokenRecycling(Decoder):
         if not self.options.persist:
             self.matrix = AdjacencyMatrix(self.target.vocab_size, self.options.k)
         proposer = RecyclingProposer(self.matrix, self.template)
+        warm = self.options.warm_start and len(request.prompt_ids) <= WARM_START_MAX
         result = run_speculative(
-            self.spec.name,
-            self.options,
-            self.target,
-            proposer,
-            request,
-            observe_prefill=self.options.warm_start,
+            self.spec.name, self.options, self.target, proposer, request, observe_prefill=warm
         )
-        result.stats["proposer"] = self.matrix.stats()
+        result.stats["proposer"] = {**self.matrix.stats(), "warm_started": warm}
         return result
