@@ -13,6 +13,10 @@ from decbench.settings import GenerationSettings, SamplingSettings
 
 TINY_VOCAB = 48
 
+# Tiny models are far faster on one thread, and OpenMP workers spinning against each other on a
+# shared 2-core machine made the suite 50x slower. The default model loses ~25% speed; fine.
+torch.set_num_threads(1)
+
 
 def tiny_config(config_cls, vocab: int, layers: int):
     return config_cls(
