@@ -58,6 +58,7 @@ def run_speculative(
         with timer.phase("draft"):
             seen = Draft(list(prompt[1:]))
             proposer.observe(Feedback(0, 0, state.tokens, seen, prefill[0], None, prompt[0]))
+    del prefill  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
 
     while not state.done:
         # 1. propose, never past the token budget (the bonus token needs one slot)
