@@ -49,7 +49,7 @@ clean:
 
 # The small dLLM adapted from the default model (decbench/diffusion/adapt.py; the dllm-* profiles
 # use it). About 70 min of training on one CPU thread at the defaults, plus ~5 min of data.
-DLLM_DIR ?= $(HOME)/.cache/decbench/models/smollm2-135m-dllm
+DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
 DLLM_ARGS ?= --layers 0 --steps 600 --batch 8 --lr 5e-5 --threads 1
 .PHONY: dllm
 dllm: install

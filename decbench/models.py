@@ -49,6 +49,12 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 
+# Models that decbench builds itself into the cache, with the command that builds each.
+BUILT: dict[str, str] = {
+    "smollm2-135m-dllm": "make dllm",  # the masked-diffusion model adapted from the default
+}
+
+
 def cache_root() -> Path:
     """Where converted models (and other decbench caches) live. $DECBENCH_CACHE overrides."""
     env = os.environ.get("DECBENCH_CACHE")
@@ -144,6 +150,11 @@ def resolve(name: str, progress: Callable[[str], None] | None = None) -> Path:
     """Map a model name (alias, local folder or cached HF id) to a local folder with config.json."""
     if name in EMBEDDED:
         return ensure_embedded(EMBEDDED[name], progress)
+    if name in BUILT:
+        folder = converted_dir(name)
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"model '{name}' is not built yet; build it with `{BUILT[name]}`")
+        return folder
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -189,6 +200,17 @@ def listing() -> list[dict]:
                 "description": entry.description,
                 "source": str(source) if source else f"not installed ({entry.pip_spec})",
                 "path": str(converted) if (converted / SOURCE_FILE).is_file() else None,
+            }
+        )
+    for alias, command in BUILT.items():
+        built = converted_dir(alias)
+        rows.append(
+            {
+                "name": alias,
+                "default": False,
+                "description": f"built by decbench (`{command}`)",
+                "source": command,
+                "path": str(built) if (built / "config.json").is_file() else None,
             }
         )
     return rows
