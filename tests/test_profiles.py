@@ -93,5 +93,5 @@ def test_floats_accept_integers():
 
 
 def test_bad_override_syntax():
-    with pytest.raises(ConfigError, match="TABLE.KEY=VALUE"):
+    with pytest.raises(ConfigError, match=r"TABLE\.KEY=VALUE"):
         parse_override("k=3")
