@@ -55,6 +55,22 @@ BUILT: dict[str, str] = {
 }
 
 
+# Trained artifacts that ship inside the package (decbench/artifacts/ALIAS), each made by the
+# `decbench distill` command recorded in its distill.json.
+ARTIFACTS = Path(__file__).parent / "artifacts"
+SHIPPED: dict[str, str] = {
+    "smollm2-135m-student": "distilled draft for smollm2-135m (2 layers, reduced-vocab head)",
+    "smollm2-135m-medusa": "Medusa heads for smollm2-135m",
+}
+
+
+def artifact_path(name: str) -> Path:
+    """A shipped artifact's folder, or `name` as a path (for drafts, heads and the like)."""
+    if name in SHIPPED:
+        return ARTIFACTS / name
+    return Path(name).expanduser()
+
+
 def cache_root() -> Path:
     """Where converted models (and other decbench caches) live. $DECBENCH_CACHE overrides."""
     env = os.environ.get("DECBENCH_CACHE")
@@ -150,6 +166,11 @@ def resolve(name: str, progress: Callable[[str], None] | None = None) -> Path:
     """Map a model name (alias, local folder or cached HF id) to a local folder with config.json."""
     if name in EMBEDDED:
         return ensure_embedded(EMBEDDED[name], progress)
+    if name in SHIPPED:
+        folder = ARTIFACTS / name
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"'{name}' ships as {SHIPPED[name]}, not as a model to load")
+        return folder
     if name in BUILT:
         folder = converted_dir(name)
         if not (folder / "config.json").is_file():
@@ -200,6 +221,17 @@ def listing() -> list[dict]:
                 "description": entry.description,
                 "source": str(source) if source else f"not installed ({entry.pip_spec})",
                 "path": str(converted) if (converted / SOURCE_FILE).is_file() else None,
+            }
+        )
+    for alias, description in SHIPPED.items():
+        folder = ARTIFACTS / alias
+        rows.append(
+            {
+                "name": alias,
+                "default": False,
+                "description": f"{description}; ships with decbench",
+                "source": "decbench distill (see distill.json)",
+                "path": str(folder) if folder.is_dir() else None,
             }
         )
     for alias, command in BUILT.items():

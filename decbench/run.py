@@ -69,7 +69,7 @@ class Session:
         methods, agreement with greedy on the same prompt (one greedy run of the target)."""
         result.quality["coherence"] = coherence(scorer or self.target, prompt_ids, result.token_ids)
         result.quality["coherence_scorer"] = (scorer or self.target).name
-        if self.decoder.spec.lossless:
+        if self.decoder.is_lossless(self.decoder.options):
             return
         greedy_cls = get_decoder("greedy")
         greedy = greedy_cls(self.target, greedy_cls.Options(), self.decoder.ctx)

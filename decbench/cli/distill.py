@@ -32,7 +32,7 @@ def distill(
     kind: Annotated[str, typer.Option("--kind", help="student, medusa or dllm.")] = "student",
     layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = 2,
     vocab_subset: Annotated[
-        int, typer.Option("--vocab-subset", help="student: head over the N most frequent tokens.")
+        int, typer.Option("--vocab-subset", help="Head over the N most frequent tokens (0 = all).")
     ] = 0,
     heads: Annotated[int, typer.Option("--heads", help="medusa: number of heads.")] = 3,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 200,

@@ -45,6 +45,8 @@ def methods(json_out: o.JsonOpt = False) -> None:
     for row in rows:
         params = "\n".join(f"{k} = {v!r}" for k, v in row["params"].items()) or "-"
         lossless = "yes" if row["lossless"] else "NO (lossy)"
+        if row["lossy_option"]:
+            lossless += f"\n[bold]LOSSY with {row['lossy_option']}[/bold]"
         about = row["summary"] + (f"\n[dim]{row['paper']}[/dim]" if row["paper"] else "")
         table.add_row(row["name"], lossless, about, params)
     out.show(table)

@@ -175,13 +175,14 @@ def summarize(
 
 
 def _profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = get_decoder(profile.method).spec
+    decoder = get_decoder(profile.method)
+    spec = decoder.spec
     env = next((r["environment"] for r in records if r["profile"] == label), {})
     return {
         "label": label,
         "method": profile.method,
         "source": profile.source,
-        "lossless": spec.lossless,
+        "lossless": decoder.is_lossless(profile.options),
         "reference": spec.reference,
         "model": profile.model.name,
         "model_fingerprint": env.get("model_fingerprint"),

@@ -222,7 +222,7 @@ def build_record(
         "profile": contender.label,
         "method": contender.profile.method,
         "profile_source": contender.profile.source,
-        "lossless": spec.lossless,
+        "lossless": contender.session.decoder.is_lossless(contender.profile.options),
         "reference": spec.reference,
         "model": contender.profile.model.name,
         "sample_id": sample.id,

@@ -20,6 +20,7 @@ class MethodSpec:
     paper: str  # citation: authors, title, year ("" for the plain baselines)
     lossless: bool  # output distribution equals the target's (greedy: token-identical)
     lossless_note: str = ""  # how, or why not
+    lossy_option: str = ""  # a setting that makes a lossless method lossy (see is_lossless)
     needs_draft: bool = False  # needs a second model
     emits_draft_probs: bool = False  # proposer supplies q(x), enabling rejection sampling
     supports_tree: bool = False
@@ -63,6 +64,12 @@ class Decoder(ABC):
         self.target = target
         self.options = options
         self.ctx = ctx
+
+    @classmethod
+    def is_lossless(cls, options: Any) -> bool:
+        """Lossless with these options (a method may offer a lossy option, e.g. Medusa's typical
+        acceptance); everything that reports losslessness asks this, not spec.lossless."""
+        return cls.spec.lossless
 
     @abstractmethod
     def generate(self, request: Request) -> GenerationResult:

@@ -18,6 +18,7 @@ _BUILTINS = [
     "decbench.decoders.speculative.lookahead",
     "decbench.decoders.speculative.recycling",
     "decbench.decoders.speculative.aded",
+    "decbench.decoders.speculative.medusa",
     "decbench.decoders.contrastive",
     "decbench.decoders.momentum",
     "decbench.decoders.beam",

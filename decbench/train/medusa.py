@@ -4,8 +4,12 @@ predicts the token k+2 positions ahead (the target's own LM head predicts the ne
 head is one residual block, h + SiLU(W h + b), followed by the target's LM head, as in the paper;
 W starts at zero, so an untrained head predicts what the LM head does.
 
-Stored as `medusa.safetensors` (the residual blocks only) with the marker `decbench-medusa.json`
-naming the target.
+Reduced vocabulary: with a `subset` of token ids the heads score only those rows of the LM head
+(on a small model the head's vocabulary projection costs more than the residual blocks). The
+heads then never propose a token outside the subset; verification stays lossless either way.
+
+Stored as `medusa.safetensors` (the residual blocks, and the subset when there is one) with the
+marker `decbench-medusa.json` naming the target.
 """
 
 from __future__ import annotations
@@ -22,26 +26,50 @@ SCHEMA = "decbench/medusa/v1"
 
 
 class MedusaHeads(nn.Module):
-    def __init__(self, hidden: int, n_heads: int) -> None:
+    def __init__(self, hidden: int, n_heads: int, subset: torch.Tensor | None = None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_heads))
         for block in self.blocks:
             nn.init.zeros_(block.weight)
             nn.init.zeros_(block.bias)
+        self.register_buffer("subset", None if subset is None else subset.long())  # [v'] ids
 
-    def forward(self, hidden: torch.Tensor, lm_head: nn.Module) -> torch.Tensor:
-        """[b, n, hidden] -> [b, n, heads, vocab] logits."""
-        return torch.stack(
-            [lm_head(hidden + nn.functional.silu(b(hidden))) for b in self.blocks], dim=2
-        )
+    def features(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., hidden] -> [..., heads, hidden]: each head's residual block."""
+        return torch.stack([hidden + nn.functional.silu(b(hidden)) for b in self.blocks], dim=-2)
+
+    def forward(self, hidden: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
+        """[..., hidden] -> [..., heads, v'] logits over the subset (or the whole vocabulary).
+        `head_weight` is the LM head's [vocab, hidden] weight, or rows() of it, precomputed."""
+        if self.subset is not None and head_weight.shape[0] != len(self.subset):
+            head_weight = head_weight[self.subset]
+        return self.features(hidden) @ head_weight.t()
+
+    def rows(self, head_weight: torch.Tensor) -> torch.Tensor:
+        """The LM head rows the heads score: [v', hidden]."""
+        return head_weight if self.subset is None else head_weight[self.subset].contiguous()
+
+    def token_ids(self, index: torch.Tensor) -> torch.Tensor:
+        """Map positions in the heads' output (subset order) to token ids."""
+        return index if self.subset is None else self.subset[index]
 
 
 def save_heads(heads: MedusaHeads, folder: Path, record: dict, dtype=torch.bfloat16) -> None:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().to(dtype).contiguous() for k, v in heads.state_dict().items()}
+    state = {
+        k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
+        for k, v in heads.state_dict().items()
+    }
     save_file(state, str(Path(folder) / WEIGHTS))
-    marker = {"schema": SCHEMA, **record, "heads": len(heads.blocks), "dtype": str(dtype)}
+    subset = None if heads.subset is None else len(heads.subset)
+    marker = {
+        "schema": SCHEMA,
+        **record,
+        "heads": len(heads.blocks),
+        "vocab_subset": subset,
+        "dtype": str(dtype),
+    }
     (Path(folder) / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
@@ -58,6 +86,7 @@ def load_heads(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[Medusa
     record = json.loads((folder / MARKER).read_text())
     state = load_file(str(folder / WEIGHTS))
     hidden = state["blocks.0.weight"].shape[0]
-    heads = MedusaHeads(hidden, record["heads"])
-    heads.load_state_dict({k: v.float() for k, v in state.items()})
+    subset = state.pop("subset", None)
+    heads = MedusaHeads(hidden, record["heads"], subset)
+    heads.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return heads.to(dtype).eval().requires_grad_(False), record

@@ -41,7 +41,7 @@ class DistillConfig:
     kind: str  # student | medusa
     out: Path
     layers: int = 2  # student: decoder layers kept (evenly spaced)
-    vocab_subset: int = 0  # student: head over the N most frequent tokens; 0 = full vocabulary
+    vocab_subset: int = 0  # head over the N most frequent tokens; 0 = full vocabulary
     heads: int = 3  # medusa: number of heads
     steps: int = 200
     batch: int = 4
@@ -135,16 +135,18 @@ class Distiller:
         self.config = config
         self.target = target.model
         self.subset = None
+        if config.vocab_subset:
+            specials = list(target.eos_token_ids)
+            self.subset = frequent_tokens(sequences, config.vocab_subset, specials)
         if config.kind == "student":
-            if config.vocab_subset:
-                specials = list(target.eos_token_ids)
-                self.subset = frequent_tokens(sequences, config.vocab_subset, specials)
             total = len(self.target.model.layers)
             self.layers = student.pick_layers(total, config.layers)
             self.draft = student.build_student(self.target, self.layers, self.subset)
             self.trained = student.trainable(self.draft)
         else:
-            self.heads = medusa.MedusaHeads(self.target.config.hidden_size, config.heads)
+            hidden = self.target.config.hidden_size
+            self.heads = medusa.MedusaHeads(hidden, config.heads, self.subset)
+            self.head_weight = self.target.get_output_embeddings().weight
             self.trained = self.heads
         self.trained.train()
 
@@ -164,13 +166,18 @@ class Distiller:
             hits = draft_logits.argmax(-1) == target_logits.argmax(-1)
         else:
             hidden = out.hidden_states[-1]  # [b, n, hidden]
-            head_logits = self.heads(hidden, self.target.get_output_embeddings()).float()
+            head_logits = self.heads(hidden, self.head_weight).float()  # [b, n, heads, v']
             losses, hit_list, valid_list = [], [], []
             for k in range(self.config.heads):  # head k at t ↔ the target's logits at t+k+1
                 shift = k + 1
                 q, p = head_logits[:, :-shift, k], target_logits[:, shift:]
-                losses.append(soft_cross_entropy(q, p))
-                hit_list.append(q.argmax(-1) == p.argmax(-1))
+                if self.subset is not None:  # the heads' distribution lives on the subset
+                    p_sub = p[..., self.subset]
+                    losses.append(soft_cross_entropy(q, p_sub))
+                    hit_list.append(self.heads.token_ids(q.argmax(-1)) == p.argmax(-1))
+                else:
+                    losses.append(soft_cross_entropy(q, p))
+                    hit_list.append(q.argmax(-1) == p.argmax(-1))
                 valid_list.append(mask[:, shift:])
             losses, hits, valid = (torch.cat(x, 1) for x in (losses, hit_list, valid_list))
         loss = (losses * valid).sum() / valid.sum()
@@ -192,8 +199,8 @@ class Distiller:
                 def guess(c, i, preds=preds):
                     return preds[c + i]
             else:
-                head = self.heads(out.hidden_states[-1], self.target.get_output_embeddings())
-                preds = head[0].argmax(-1).tolist()  # [n][heads]
+                head = self.heads(out.hidden_states[-1], self.head_weight)
+                preds = self.heads.token_ids(head[0].argmax(-1)).tolist()  # [n][heads]
 
                 # drafts at pending position c come from the hidden state at c - 1
                 def guess(c, i, preds=preds):

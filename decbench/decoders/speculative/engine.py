@@ -40,7 +40,9 @@ def run_speculative(
     and roll back → observe. Under sampling `rule` decides acceptance of chains and `tree_rule`
     of trees; greedy uses exact match for both. With `observe_prefill` the prefill keeps the
     logits of every prompt position and the proposer observes them first, as if the prompt had
-    been a verified chain (rows: prompt[0], then each later prompt token)."""
+    been a verified chain (rows: prompt[0], then each later prompt token). A proposer with
+    `wants_hidden` also gets the target's last hidden states with every feedback, and after the
+    prefill a feedback with the last prompt position's hidden state."""
     state = GenerationState(method, params, target, request)
     sampling = request.sampling
     generator = None if sampling.greedy else make_generator(sampling)
@@ -49,8 +51,10 @@ def run_speculative(
         return state.result()
 
     prompt = request.prompt_ids
+    hidden = getattr(proposer, "wants_hidden", False)
     with timer.phase("prefill"):
-        prefill = target.prefill(torch.tensor([prompt]), all_logits=observe_prefill).logits
+        out = target.prefill(torch.tensor([prompt]), all_logits=observe_prefill, hidden=hidden)
+        prefill = out.logits
     with timer.phase("sampling"):
         first = choose(prefill[:, -1], sampling, [state.tokens], generator)[0]
     state.record([], None, 0, first, False, state.commit([first]))
@@ -58,7 +62,10 @@ def run_speculative(
         with timer.phase("draft"):
             seen = Draft(list(prompt[1:]))
             proposer.observe(Feedback(0, 0, state.tokens, seen, prefill[0], None, prompt[0]))
-    del prefill  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
+    if hidden:
+        last = out.hidden[0, -1:]  # [1, hidden]
+        proposer.observe(Feedback(0, 0, state.tokens, None, None, None, prompt[-1], last))
+    del prefill, out  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
 
     while not state.done:
         # 1. propose, never past the token budget (the bonus token needs one slot)
@@ -69,10 +76,11 @@ def run_speculative(
 
         # 2.-4. verify in one target forward, accept, then append, emit and roll back
         if draft.is_tree:
-            feedback = tree_step(tree.prune_depth(draft, budget), state, generator, tree_rule)
+            draft = tree.prune_depth(draft, budget)
+            feedback = tree_step(draft, state, generator, tree_rule, hidden)
         else:
             draft.tokens = draft.tokens[: max(budget, 0)]
-            feedback = chain_step(draft, state, generator, rule)
+            feedback = chain_step(draft, state, generator, rule, hidden)
 
         # 5. observe
         proposer.observe(feedback)
@@ -84,6 +92,7 @@ def chain_step(
     state: GenerationState,
     generator: torch.Generator | None,
     rule: SamplingRule,
+    hidden: bool = False,
 ) -> Feedback:
     target, timer, sampling = state.target, state.timer, state.request.sampling
 
@@ -91,7 +100,8 @@ def chain_step(
     pending = state.tokens[-1]
     ids = torch.tensor([[pending, *draft.tokens]])
     with timer.phase("verify"):
-        logits = target.forward(ids).logits[0]  # [k+1, vocab]
+        out = target.forward(ids, hidden=hidden)
+        logits = out.logits[0]  # [k+1, vocab]
 
     # 3. accept
     with timer.phase("accept"):
@@ -109,7 +119,9 @@ def chain_step(
         verdict.recovered,
         emitted,
     )
-    return Feedback(len(draft.tokens), verdict.accepted, state.tokens, draft, logits, None, pending)
+    states = out.hidden[0] if hidden else None
+    accepted = verdict.accepted
+    return Feedback(len(draft.tokens), accepted, state.tokens, draft, logits, None, pending, states)
 
 
 def tree_step(
@@ -117,6 +129,7 @@ def tree_step(
     state: GenerationState,
     generator: torch.Generator | None,
     rule: tree.TreeRule,
+    hidden: bool = False,
 ) -> Feedback:
     target, timer, sampling = state.target, state.timer, state.request.sampling
     past, pending = target.cache_len, state.tokens[-1]
@@ -124,7 +137,8 @@ def tree_step(
     # 2. verify: one target forward over the pending token, every tree node and the side branch
     block = tree.flatten(draft, pending, past)
     with timer.phase("verify"):
-        logits = target.forward(block.ids, block.positions, block.mask).logits[0]  # [1+n+m, vocab]
+        out = target.forward(block.ids, block.positions, block.mask, hidden=hidden)
+        logits = out.logits[0]  # [1+n+m, vocab]
 
     # 3. accept the longest path the target agrees with
     with timer.phase("accept"):
@@ -146,7 +160,9 @@ def tree_step(
     drafted = [draft.tokens[node] for node in branch]
     accepted = len(verdict.path)
     state.record(drafted, None, accepted, verdict.bonus, verdict.recovered, emitted, trace)
-    return Feedback(len(drafted), accepted, state.tokens, draft, logits, verdict.path, pending)
+    states = out.hidden[0] if hidden else None
+    path = verdict.path
+    return Feedback(len(drafted), accepted, state.tokens, draft, logits, path, pending, states)
 
 
 def accept(

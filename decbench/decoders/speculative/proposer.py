@@ -69,9 +69,21 @@ class Feedback:
     # the pending token, each draft token or tree node, then each side-branch token
     path: list[int] | None = None  # [accepted] tree nodes of the accepted path (trees only)
     pending: int | None = None  # the token the verify forward ran first (row 0 of `logits`)
+    hidden: torch.Tensor | None = None  # [rows, hidden] the target's last hidden states, rows as
+    # in `logits`, for proposers that ask for them (`wants_hidden`); after the prefill: [1, hidden]
+    # of the last prompt position
+
+
+def last_row(feedback: Feedback) -> int:
+    """The row of `logits`/`hidden` after the last accepted token: where the bonus came from."""
+    if feedback.path is not None:
+        return 1 + feedback.path[-1] if feedback.path else 0
+    return feedback.accepted
 
 
 class Proposer(Protocol):
+    """A proposer may set `wants_hidden = True` to receive the target's hidden states."""
+
     def propose(self, ctx: ProposerContext) -> Draft: ...
 
     def observe(self, feedback: Feedback) -> None: ...

@@ -1,0 +1,162 @@
+"""Medusa (Cai et al., "Medusa: Simple LLM Inference Acceleration Framework with Multiple
+Decoding Heads", 2024).
+
+K small heads on the target's last hidden state guess the tokens 2..K+1 positions ahead (the
+target's own LM head gives the next one). Each step the heads read the hidden state of the last
+accepted token, which the previous verify forward already computed, so drafting costs K residual
+blocks and one small projection, no extra model. Head d's top-k tokens fill depth d of a
+candidate tree. The paper uses a static tree calibrated on head accuracies; here the tree is
+grown best-first by the product of the heads' probabilities along each path (the dynamic-tree
+idea of EAGLE-2), up to `nodes` nodes, so it adapts to how sure the heads are at each step.
+
+The heads are trained by `decbench distill --kind medusa` (decbench.train.medusa); the default
+model ships with a set (alias `smollm2-135m-medusa`).
+
+Acceptance: `acceptance = "exact"` (default) is lossless: longest-path exact match under greedy,
+multi-candidate rejection sampling over siblings (one-hot drafts) under sampling.
+`acceptance = "typical"` is the paper's typical acceptance (typical.py): LOSSY under sampling
+(it does not preserve the target's distribution); greedy stays exact.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import torch
+
+from decbench.backends.runner import ModelRunner
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.registry import register_decoder
+from decbench.decoders.speculative import tree
+from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
+from decbench.decoders.speculative.typical import typical_rule
+from decbench.errors import ConfigError
+from decbench.results import GenerationResult
+from decbench.train.medusa import MedusaHeads, load_heads
+
+ACCEPTANCE = ("exact", "typical")
+
+
+@dataclass
+class MedusaOptions:
+    heads: str = "smollm2-135m-medusa"  # shipped alias or a folder from `decbench distill`
+    top_k: int = 4  # candidates per head
+    nodes: int = 12  # tree size (the paper verifies 64 on a GPU; a CPU wants few)
+    acceptance: str = "exact"  # exact (lossless) or typical (lossy under sampling)
+    posterior_threshold: float = 0.09  # typical acceptance: epsilon
+    posterior_alpha: float = 0.3  # typical acceptance: delta (the paper: sqrt(epsilon))
+
+
+class MedusaProposer:
+    wants_hidden = True  # the engine passes the target's last hidden states in every feedback
+
+    def __init__(self, heads: MedusaHeads, rows: torch.Tensor, options: MedusaOptions) -> None:
+        self.heads = heads
+        self.rows = rows  # [v', hidden] LM head rows the heads score
+        self.options = options
+        self.hidden: torch.Tensor | None = None  # [hidden] at the last accepted token
+
+    def observe(self, feedback: Feedback) -> None:
+        if feedback.hidden is not None:
+            self.hidden = feedback.hidden[last_row(feedback)]
+
+    def propose(self, ctx: ProposerContext) -> Draft:
+        depth = min(len(self.heads.blocks), ctx.max_tokens)
+        if self.hidden is None or depth < 1:
+            return Draft([])
+        with torch.inference_mode():
+            logits = self.heads(self.hidden.to(self.rows.dtype), self.rows)[:depth]  # [d, v']
+            top = logits.float().softmax(-1).topk(self.options.top_k, dim=-1)
+        tokens = self.heads.token_ids(top.indices).tolist()  # [d][top_k]
+        return grow_tree(top.values.tolist(), tokens, self.options.nodes)
+
+
+def grow_tree(probs: list[list[float]], tokens: list[list[int]], nodes: int) -> Draft:
+    """Best-first tree: a path of ranks (r1, ..., rd) scores prod_d probs[d][r_d]; the `nodes`
+    best paths whose prefixes are all in the tree, in topological order."""
+    width = len(probs[0])
+    frontier = [(-probs[0][r], (r,)) for r in range(width)]
+    heapq.heapify(frontier)
+    index: dict[tuple[int, ...], int] = {}
+    builder_tokens: list[int] = []
+    parents: list[int] = []
+    sources: list[str] = []
+    while frontier and len(builder_tokens) < nodes:
+        negative, path = heapq.heappop(frontier)
+        depth = len(path)
+        index[path] = len(builder_tokens)
+        builder_tokens.append(tokens[depth - 1][path[-1]])
+        parents.append(index[path[:-1]] if depth > 1 else tree.ROOT)
+        sources.append(f"head{depth}")
+        if depth < len(probs):
+            for r in range(width):
+                heapq.heappush(frontier, (negative * probs[depth][r], (*path, r)))
+    return Draft(builder_tokens, None, parents, sources)
+
+
+@register_decoder
+class Medusa(Decoder):
+    spec = MethodSpec(
+        name="medusa",
+        summary="Medusa heads on the target's hidden state draft a tree, verified in one forward",
+        paper="Cai et al., Medusa: Simple LLM Inference Acceleration Framework with Multiple "
+        "Decoding Heads (2024)",
+        lossless=True,
+        lossless_note="acceptance = exact: longest-path exact match under greedy, multi-candidate "
+        "rejection sampling under sampling; acceptance = typical is LOSSY under sampling",
+        lossy_option='acceptance = "typical" (under sampling)',
+        supports_tree=True,
+        drafts=True,
+    )
+    Options = MedusaOptions
+
+    def __init__(self, target: ModelRunner, options: MedusaOptions, ctx) -> None:
+        super().__init__(target, options, ctx)
+        if options.acceptance not in ACCEPTANCE:
+            raise ConfigError(
+                f"method.acceptance: '{options.acceptance}' is not one of {', '.join(ACCEPTANCE)}"
+            )
+        if options.top_k < 1 or options.nodes < 1:
+            raise ConfigError(
+                f"method.top_k and method.nodes must be >= 1, got {options.top_k}, {options.nodes}"
+            )
+        if not 0.0 < options.posterior_threshold <= 1.0 or options.posterior_alpha <= 0.0:
+            raise ConfigError("method.posterior_threshold must be in (0, 1], posterior_alpha > 0")
+        from decbench.models import artifact_path
+
+        heads, record = load_heads(artifact_path(options.heads), target.model.dtype)
+        weight = target.model.get_output_embeddings().weight.detach()  # [vocab, hidden]
+        if heads.blocks[0].weight.shape[1] != weight.shape[1]:
+            raise ConfigError(
+                f"method.heads: '{options.heads}' was trained for a hidden size of "
+                f"{heads.blocks[0].weight.shape[1]} (target {record.get('target')}), "
+                f"but '{target.name}' has {weight.shape[1]}"
+            )
+        if heads.subset is not None and int(heads.subset.max()) >= weight.shape[0]:
+            raise ConfigError(f"method.heads: '{options.heads}' scores tokens outside the vocab")
+        self.heads = heads.to(target.device)
+        self.rows = heads.rows(weight).to(target.device)
+        self.record = record
+        self.options.top_k = min(options.top_k, self.rows.shape[0])
+
+    @classmethod
+    def is_lossless(cls, options: MedusaOptions) -> bool:
+        return options.acceptance == "exact"
+
+    def generate(self, request: Request) -> GenerationResult:
+        proposer = MedusaProposer(self.heads, self.rows, self.options)
+        rule = tree.accept_sampling
+        if self.options.acceptance == "typical":
+            rule = typical_rule(self.options.posterior_threshold, self.options.posterior_alpha)
+        result = run_speculative(
+            self.spec.name, self.options, self.target, proposer, request, tree_rule=rule
+        )
+        result.stats["proposer"] = {
+            "heads": len(self.heads.blocks),
+            "vocab_subset": None if self.heads.subset is None else len(self.heads.subset),
+            "heads_target": self.record.get("target"),
+            "acceptance": self.options.acceptance,
+        }
+        return result
