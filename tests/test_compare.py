@@ -8,6 +8,7 @@ import json
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from decbench.cli.app import app, main
@@ -42,6 +43,7 @@ def rec(
     steps=None,
     drafted=0,
     accepted=0,
+    forwards=None,
 ):
     return {
         "profile": profile,
@@ -57,6 +59,7 @@ def rec(
             "drafted": drafted,
             "accepted": accepted,
         },
+        "forward_calls": [forwards if forwards is not None else tokens],
         "memory": {"peak_mb": 100.0, "peak_delta_mb": 5.0},
     }
 
@@ -137,6 +140,35 @@ def test_aggregate_per_category_and_overall():
     assert m["overall"]["tokens_per_s"]["median"] == 15.0
 
 
+def test_forwards_per_token_are_pooled_per_category_and_overall():
+    records = [
+        rec("m", "x1", 0, 10, 1.0, category="x", forwards=10),  # 1 forward per token
+        rec("m", "x2", 0, 30, 1.0, category="x", forwards=10),  # 3 tokens per forward
+        rec("m", "y1", 0, 8, 1.0, category="y", forwards=2),
+        rec("m", "z1", 0, 0, 1.0, category="z", forwards=0),  # nothing generated
+    ]
+    records[2]["new_tokens"] = [5, 3]  # two turns: forwards and tokens sum over both
+    records[2]["forward_calls"] = [1, 1]
+    results = aggregate(records, ["m"], "m", ["x", "y", "z", "empty"])["m"]
+    x = results["categories"]["x"]
+    # pooled: 20 forwards / 40 tokens, not the mean of the per-record ratios (1 + 1/3) / 2
+    assert (x["forward_calls"], x["forward_calls_per_token"]) == (20, 0.5)
+    assert results["categories"]["y"]["forward_calls_per_token"] == 0.25
+    assert results["categories"]["z"]["forward_calls_per_token"] is None  # 0 / 0
+    assert results["categories"]["empty"]["forward_calls"] == 0
+    assert results["categories"]["empty"]["forward_calls_per_token"] is None
+    overall = results["overall"]
+    assert (overall["forward_calls"], overall["tokens"]) == (22, 48)
+    assert overall["forward_calls_per_token"] == 22 / 48
+
+
+def test_records_without_forward_calls_give_no_ratio():
+    old = rec("m", "x1", 0, 10, 1.0)
+    del old["forward_calls"]  # written before decbench counted forwards
+    metrics = aggregate([old, rec("m", "x2", 0, 10, 1.0)], ["m"], "m", ["c"])["m"]["overall"]
+    assert metrics["forward_calls"] is None and metrics["forward_calls_per_token"] is None
+
+
 # -- planning -------------------------------------------------------------------------------------
 def test_labels_are_unique_and_stop_rules_must_match():
     a = method_profile("greedy")
@@ -205,6 +237,62 @@ def test_interleaved_records_with_spec_bench_fields(tiny_contenders):
     assert summary["results"]["pld"]["overall"]["exact_match"]["rate"] == 1.0
     assert summary["results"]["pld"]["overall"]["speedup"]["n"] == 6
     assert summary["complete"] is True
+
+
+def test_forward_calls_count_target_forwards_with_prefill():
+    target = tiny_target()
+    contenders = [
+        contender("greedy", "greedy", target),
+        contender("pld", "pld", target, k=4),
+        # a self:layers draft shares the target's hook tables; its forwards must not count
+        contender("speculative", "speculative", target, draft="self:layers=1", k=3),
+    ]
+    summary, records = run_compare(tiny_plan(contenders), contenders=contenders)
+    for r in records:
+        assert len(r["forward_calls"]) == len(r["prompts"])
+        if r["method"] == "greedy":  # the prefill yields token 1, one forward each after it
+            assert r["forward_calls"] == r["new_tokens"]
+        else:  # the prefill is the first step, then one verifying target forward per step
+            assert r["forward_calls"] == r["decoding_steps"]
+    results = summary["results"]
+    for group in ("copy", "chat"):
+        assert results["greedy"]["categories"][group]["forward_calls_per_token"] == 1.0
+    assert results["greedy"]["overall"]["forward_calls_per_token"] == 1.0
+    for label in ("pld", "speculative"):
+        overall = results[label]["overall"]
+        assert overall["forward_calls"] == overall["steps"]
+        assert overall["forward_calls_per_token"] == pytest.approx(1 / overall["mat"])
+        assert overall["forward_calls_per_token"] < 1.0
+
+
+@pytest.mark.parametrize("method", ["dllm-confidence", "dllm-freedave"])
+def test_forward_count_equals_the_denoisers_own(method):
+    from decbench.compare.forwards import counting_forwards
+    from tests.dllm_fixtures import calls, decode, dllm_runner
+
+    runner = dllm_runner(sharp=4.0)
+    with counting_forwards(runner.model) as forwards:
+        result = decode(runner, method, [5, 6, 7], n=12)
+    assert forwards.calls == calls(result) > 0
+    runner.model(input_ids=torch.tensor([[5, 6]]))  # the hook is gone after the block
+    assert forwards.calls == calls(result)
+
+
+def test_table_shows_forwards_per_token(tiny_contenders):
+    from rich.console import Console
+
+    from decbench.cli.compare_render import footnote, results_table
+
+    summary, _ = run_compare(tiny_plan(tiny_contenders), contenders=tiny_contenders)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(results_table(summary))
+    console.print(footnote(summary))
+    text = console.export_text()
+    assert "fwd/tok" in text
+    greedy_rows = [line for line in text.splitlines() if " greedy " in f" {line} "]
+    assert greedy_rows and all(" 1.00 " in f"{line} " for line in greedy_rows)
+    pld = summary["results"]["pld"]["overall"]["forward_calls_per_token"]
+    assert f"{pld:.2f}" in text
 
 
 def test_turn_two_follows_the_models_own_answer(tiny_contenders):
@@ -325,6 +413,8 @@ METRIC_KEYS = {
     "steps",
     "drafted",
     "accepted",
+    "forward_calls",
+    "forward_calls_per_token",
     "peak_memory_mb",
     "peak_memory_delta_mb",
     "speedup",

@@ -23,6 +23,10 @@ def _range(stats: dict[str, float] | None, fmt: str) -> str:
     return text
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -53,7 +57,8 @@ def _speedup(metrics: dict[str, Any]) -> str:
 
 def results_table(summary: dict[str, Any]) -> Table:
     """Per category (then overall): tokens/s and speedup as median with min–max below, MAT,
-    acceptance, exact match against the baseline (with the first divergence), memory."""
+    target forwards per token, acceptance, exact match against the baseline (with the first
+    divergence), memory."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
     for name, justify in [
         ("category", "left"),
@@ -61,6 +66,7 @@ def results_table(summary: dict[str, Any]) -> Table:
         ("tok/s", "right"),
         ("speedup", "right"),
         ("MAT", "right"),
+        ("fwd/tok", "right"),
         ("acc", "right"),
         ("exact", "right"),
         ("+MB", "right"),
@@ -82,6 +88,7 @@ def results_table(summary: dict[str, Any]) -> Table:
                 _range(m["tokens_per_s"], ".1f"),
                 _speedup(m),
                 "-" if m["mat"] is None else f"{m['mat']:.2f}",
+                _ratio(m.get("forward_calls_per_token")),
                 _percent(m["acceptance_rate"]),
                 _exact(m["exact_match"]),
                 "-" if delta is None else f"{delta:.0f}",
@@ -136,8 +143,9 @@ def footnote(summary: dict[str, Any]) -> Text:
     text = (
         "tok/s and speedup: median over runs (min–max below); speedup = paired ratio of tokens/s "
         "against the baseline on the same prompt and repeat · MAT = tokens per target step incl. "
-        "the bonus token · exact = share of outputs token-identical to the baseline (≠ at = first "
-        "divergence index) · +MB = peak memory rise during a run"
+        "the bonus token · fwd/tok = target-model forwards (dLLMs: denoiser forwards), prefill "
+        "included, per generated token (greedy = 1) · exact = share of outputs token-identical "
+        "to the baseline (≠ at = first divergence index) · +MB = peak memory rise during a run"
     )
     if any(summary["results"][p["label"]][OVERALL].get("quality") for p in summary["profiles"]):
         text += (

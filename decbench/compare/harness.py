@@ -18,6 +18,7 @@ from typing import Any
 
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
+from decbench.compare.forwards import counting_forwards
 from decbench.compare.memory import MemoryProbe
 from decbench.decoders.base import Request
 from decbench.errors import ConfigError
@@ -105,8 +106,9 @@ def open_contenders(
 # -- one sample --------------------------------------------------------------------------------
 def generate_turn(
     contender: Contender, turns: list[str], answers: list[str], max_new_tokens: int | None = None
-) -> tuple[GenerationResult, float]:
-    """Encode (untimed) and decode one turn; returns the result and its wall time."""
+) -> tuple[GenerationResult, float, int]:
+    """Encode (untimed) and decode one turn; returns the result, its wall time and the forwards
+    of the target model during `generate` (decbench/compare/forwards.py)."""
     session = contender.session
     profile = contender.profile
     start = time.perf_counter()
@@ -121,27 +123,30 @@ def generate_turn(
         sampling=profile.sampling,
         tokenize_s=time.perf_counter() - start,
     )
-    session.target.synchronize()
-    t0 = time.perf_counter()
-    result = session.decoder.generate(request)
-    session.target.synchronize()
-    wall = time.perf_counter() - t0
+    with counting_forwards(session.target.model) as forwards:
+        session.target.synchronize()
+        t0 = time.perf_counter()
+        result = session.decoder.generate(request)
+        session.target.synchronize()
+        wall = time.perf_counter() - t0
     result.timings.phases["tokenize"] = request.tokenize_s
-    return result, wall
+    return result, wall, forwards.calls
 
 
 def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, Any]:
     """All turns of one sample, each following this method's own earlier answers."""
     results: list[GenerationResult] = []
     walls: list[float] = []
+    forwards: list[int] = []
     answers: list[str] = []
     with MemoryProbe(contender.session.target.device) as memory:
         for i in range(len(sample.turns)):
-            result, wall = generate_turn(contender, list(sample.turns[: i + 1]), answers)
+            result, wall, calls = generate_turn(contender, list(sample.turns[: i + 1]), answers)
             results.append(result)
             walls.append(wall)
+            forwards.append(calls)
             answers.append(result.text)
-    record = build_record(contender, sample, repeat, results, walls, memory.result())
+    record = build_record(contender, sample, repeat, results, walls, memory.result(), forwards)
     record["quality"] = score_turns(contender, sample, results)
     return record
 
@@ -208,10 +213,12 @@ def build_record(
     results: list[GenerationResult],
     walls: list[float],
     memory: dict[str, Any],
+    forwards: list[int],
 ) -> dict[str, Any]:
     """A decbench/sample/v1 record. It also carries Spec-Bench's answer fields: `turns` (answer
     texts), `new_tokens`, `wall_time`, `decoding_steps` (per turn) and `accept_lengths` (tokens
-    committed per target step, over all turns)."""
+    committed per target step, over all turns). `forward_calls` (per turn) counts the target
+    model's forwards during `generate`, prefill included."""
     phases: dict[str, float] = {}
     for r in results:
         for name, seconds in r.timings.phases.items():
@@ -235,6 +242,7 @@ def build_record(
         "new_tokens": [len(r.token_ids) for r in results],
         "wall_time": walls,
         "decoding_steps": [len(r.steps) for r in results],
+        "forward_calls": list(forwards),
         "accept_lengths": [s.emitted for r in results for s in r.steps],
         "finish_reasons": [r.finish_reason for r in results],
         "ttft_s": [r.timings.ttft_s for r in results],

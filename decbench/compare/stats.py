@@ -6,6 +6,8 @@
   times). A group's speedup is the median over its pairs, with the spread.
 - Exact match compares every turn's generated ids with the baseline's; the first divergence is
   the index of the first differing token over all turns.
+- Forward calls per token are pooled: the forwards of the target model (prefill included) summed
+  over a group's records, divided by the tokens they generated. Greedy gives exactly 1.
 """
 
 from __future__ import annotations
@@ -136,6 +138,20 @@ def acceptance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def forwards_per_token(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Target-model forwards (prefill included; decbench/compare/forwards.py) and their ratio to
+    generated tokens, both pooled over the records: sum of forwards / sum of new tokens. None
+    when a record does not carry `forward_calls` (written before decbench counted them)."""
+    if any("forward_calls" not in r for r in records):
+        return {"forward_calls": None, "forward_calls_per_token": None}
+    forwards = sum(sum(r["forward_calls"]) for r in records)
+    generated = sum(tokens(r) for r in records)
+    return {
+        "forward_calls": forwards,
+        "forward_calls_per_token": forwards / generated if generated else None,
+    }
+
+
 def text_quality(
     records: Sequence[dict[str, Any]], greedy: dict[Key, dict[str, Any]] | None
 ) -> dict[str, Any]:
@@ -182,6 +198,7 @@ def group_metrics(
         "wall_time_s": sum(wall_time(r) for r in records),
         "tokens_per_s": spread([tokens_per_s(r) for r in records]),
         **acceptance(records),
+        **forwards_per_token(records),
         "peak_memory_mb": _max(r["memory"]["peak_mb"] for r in records),
         "peak_memory_delta_mb": _max(r["memory"]["peak_delta_mb"] for r in records),
         "quality": text_quality(records, greedy),
