@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from decbench.backends.compat import cache_kwarg, cache_of
 from decbench.backends.timing import PhaseTimer, synchronize
 from decbench.errors import RunError
 
@@ -41,6 +42,7 @@ class ModelRunner:
         self.timer = PhaseTimer(self.device)
         self.cache: DynamicCache | None = None
         self.forward_calls = 0
+        self._cache_kwarg = cache_kwarg(model)
 
     # -- facts about the model -------------------------------------------------------------
     @property
@@ -104,13 +106,13 @@ class ModelRunner:
         out = self.model(
             input_ids=ids,
             position_ids=positions.to(self.device),
-            past_key_values=self.cache,
+            **{self._cache_kwarg: self.cache},
             use_cache=True,
             logits_to_keep=0 if all_logits else 1,
             output_hidden_states=hidden,
             **kwargs,
         )
-        self.cache = out.past_key_values
+        self.cache = cache_of(out)
         self.forward_calls += 1
         return ForwardOutput(
             logits=out.logits.float(), hidden=out.hidden_states[-1] if hidden else None

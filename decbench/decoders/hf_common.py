@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from transformers import GenerationConfig
 
+from decbench.backends.compat import cache_in
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import synchronize
 from decbench.decoders.base import Request
@@ -76,7 +77,7 @@ class ForwardRecorder:
             if module is not own:
                 return
             ids = kwargs.get("input_ids", args[0] if args else None)
-            cache = kwargs.get("past_key_values")
+            cache = cache_in(kwargs)
             start = int(cache.get_seq_length()) if cache is not None else 0
             tokens = ids[0].tolist() if ids is not None else []
             synchronize(self.device)

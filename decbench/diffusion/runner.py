@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from decbench.backends.compat import cache_kwarg
 from decbench.backends.runner import ModelRunner
 from decbench.errors import ConfigError
 
@@ -80,6 +81,7 @@ class DiffusionRunner:
         self._cache: DynamicCache | None = None
         self._window: tuple[int, int] = (0, 0)  # query positions [q0, q1) of the cached block
         self._mode = "none"
+        self._cache_kwarg = cache_kwarg(model)
 
     @classmethod
     def wrap(cls, target: ModelRunner) -> DiffusionRunner:
@@ -167,7 +169,7 @@ class DiffusionRunner:
             input_ids=ids,
             position_ids=positions.to(self.device).expand(batch, q),
             attention_mask=mask,
-            past_key_values=cache,
+            **{self._cache_kwarg: cache},
             use_cache=cache is not None,
             logits_to_keep=torch.arange(*keep, device=self.device),
         )
