@@ -71,11 +71,22 @@ class Session:
         result.quality["coherence_scorer"] = (scorer or self.target).name
         if self.decoder.is_lossless(self.decoder.options):
             return
-        greedy_cls = get_decoder("greedy")
-        greedy = greedy_cls(self.target, greedy_cls.Options(), self.decoder.ctx)
+        reference = self.reference_decoder()
         sampling = dataclasses.replace(self.profile.sampling, temperature=0.0)
         request = Request(result.prompt, prompt_ids, self.profile.generation, sampling)
-        result.quality.update(agreement(result.token_ids, greedy.generate(request).token_ids))
+        result.quality.update(agreement(result.token_ids, reference.generate(request).token_ids))
+        result.quality["agreement_reference"] = reference.spec.name
+
+    def reference_decoder(self) -> Decoder:
+        """What a lossy method's agreement is measured against: greedy for autoregressive
+        methods; for diffusion methods the reference decoding, dllm-confidence, with the same
+        block length (one position per step)."""
+        if not self.decoder.spec.diffusion:
+            cls = get_decoder("greedy")
+            return cls(self.target, cls.Options(), self.decoder.ctx)
+        cls = get_decoder("dllm-confidence")
+        block = getattr(self.decoder.options, "block_length", cls.Options().block_length)
+        return cls(self.target, cls.Options(block_length=block), self.decoder.ctx)
 
     def environment(self) -> dict:
         backend = self.profile.backend

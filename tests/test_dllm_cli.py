@@ -124,3 +124,17 @@ def test_default_model_is_refused_with_a_clear_message(monkeypatch, capsys):
     )
     assert code == 2
     assert "not a masked-diffusion model" in err
+
+
+def test_quality_agreement_of_a_dllm_method_is_against_the_reference_decoding(
+    monkeypatch, capsys, tiny_dllm_folder
+):
+    """--quality on a lossy dllm-* method compares with dllm-confidence (same block length), not
+    with autoregressive greedy; threshold 1.0 unmasks one position per step, i.e. the reference."""
+    args = ["generate", "Hi", "--model", str(tiny_dllm_folder), "-n", "8", "--threads", "1"]
+    extra = ["--quality", "--json", "-m", "dllm-threshold", "--set", "method.cache=none"]
+    code, out, err = run_cli(monkeypatch, capsys, *args, *extra, "--set", "method.threshold=1.0")
+    assert code == 0, err
+    quality = json.loads(out)["quality"]
+    assert quality["agreement_reference"] == "dllm-confidence"
+    assert quality["first_divergence"] is None

@@ -61,8 +61,8 @@ def generate(
         typer.Option(
             "--quality",
             help="Also score coherence (one scorer forward) and, for lossy methods, agreement "
-            "with greedy (one greedy run). rep-n, diversity, distinct-n and length are always "
-            "in --json.",
+            "with the reference decoding (greedy; dllm-confidence for dllm-* methods). rep-n, "
+            "diversity, distinct-n and length are always in --json.",
         ),
     ] = False,
     scorer: Annotated[
@@ -134,8 +134,11 @@ def quality_line(q: dict) -> str:
         parts.append(f"coherence {q['coherence']:.2f} nats/token")
     if "first_divergence" in q:
         divergence = q["first_divergence"]
+        reference = q.get("agreement_reference", "greedy")
         parts.append(
-            "identical to greedy" if divergence is None else f"diverges from greedy at {divergence}"
+            f"identical to {reference}"
+            if divergence is None
+            else f"diverges from {reference} at {divergence}"
         )
     return "quality: " + " · ".join(parts)
 
