@@ -42,8 +42,8 @@ ACCEPTANCE = ("exact", "typical")
 @dataclass
 class MedusaOptions:
     heads: str = "smollm2-135m-medusa"  # shipped alias or a folder from `decbench distill`
-    top_k: int = 4  # candidates per head
-    nodes: int = 12  # tree size (the paper verifies 64 on a GPU; a CPU wants few)
+    top_k: int = 2  # candidates per head
+    nodes: int = 4  # tree size (the paper verifies 64 on a GPU; a CPU wants few)
     acceptance: str = "exact"  # exact (lossless) or typical (lossy under sampling)
     posterior_threshold: float = 0.09  # typical acceptance: epsilon
     posterior_alpha: float = 0.3  # typical acceptance: delta (the paper: sqrt(epsilon))
