@@ -129,6 +129,27 @@ def test_medusa_heads_train_and_save(tiny_folder, tmp_path):
     assert report.heldout.mat >= 1.0
 
 
+def test_medusa_heads_with_a_vocabulary_subset_drive_a_lossless_medusa(tiny_folder, tmp_path):
+    from decbench.decoders.speculative.medusa import Medusa, MedusaOptions
+    from decbench.train.medusa import load_heads
+
+    folder, prompts = tiny_folder
+    out = tmp_path / "medusa"
+    config = distill_config(folder, prompts, out, kind="medusa", heads=3, vocab_subset=16)
+    run_distill(config, ["x"])
+    heads, record = load_heads(out)
+    assert len(heads.subset) == 16 and record["vocab_subset"] == 16
+    target = load(folder)
+    medusa = Medusa(target, MedusaOptions(heads=str(out), top_k=3, nodes=8), DecoderContext(load))
+    greedy = Greedy(target, NoOptions(), DecoderContext(load))
+    for prompt in repetitive_prompts(4):
+        expected = greedy.generate(make_request(prompt, 20)).token_ids
+        result = medusa.generate(make_request(prompt, 20))
+        assert result.token_ids == expected
+        drafted = {t for step in result.steps for t in step.drafted}
+        assert drafted <= set(heads.subset.tolist())  # heads only propose subset tokens
+
+
 def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path):
     folder, prompts = tiny_folder
     whole = run_distill(distill_config(folder, prompts, tmp_path / "a"), ["x"])
