@@ -43,3 +43,10 @@ def unknown(kind: str, word: str, choices: Iterable[str], where: str = "") -> Co
     return ConfigError(
         f"{loc}unknown {kind} '{word}'{suggest(word, choices)} (valid: {', '.join(choices)})"
     )
+
+
+def check_choice(key: str, value: str, choices: Iterable[str]) -> None:
+    """Raise a ConfigError naming `key` unless `value` is one of `choices`."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}: '{value}' is not one of {', '.join(choices)}")

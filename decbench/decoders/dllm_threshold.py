@@ -22,7 +22,7 @@ from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
 from decbench.diffusion.runner import CACHE_MODES, DiffusionRunner
-from decbench.errors import ConfigError
+from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 
 
@@ -50,10 +50,7 @@ class DllmThreshold(Decoder):
         super().__init__(target, options, ctx)
         if not 0.0 <= options.threshold <= 1.0:
             raise ConfigError(f"method.threshold must be in [0, 1], got {options.threshold}")
-        if options.cache not in CACHE_MODES:
-            raise ConfigError(
-                f"method.cache: '{options.cache}' is not one of {', '.join(CACHE_MODES)}"
-            )
+        check_choice("method.cache", options.cache, CACHE_MODES)
         self.denoiser = DiffusionRunner.wrap(target)
         if options.cache != "none" and not self.denoiser.info.supports_cache:
             raise ConfigError(

@@ -19,7 +19,7 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import load_draft
-from decbench.errors import ConfigError
+from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 
 SCHEDULES = ("constant", "heuristic", "heuristic_transient")
@@ -53,10 +53,7 @@ class HFAssisted(Decoder):
 
     def __init__(self, target, options: HFAssistedOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"method.schedule: '{options.schedule}' is not one of {', '.join(SCHEDULES)}"
-            )
+        check_choice("method.schedule", options.schedule, SCHEDULES)
         if options.k < 1:
             raise ConfigError(f"method.k must be >= 1, got {options.k}")
         if not 0.0 <= options.confidence < 1.0:

@@ -27,7 +27,7 @@ from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.errors import ConfigError
+from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 from decbench.sampler import greedy_tokens, target_distribution
 
@@ -160,10 +160,7 @@ class SpeculativeDecoding(Decoder):
 
     def __init__(self, target: ModelRunner, options: DraftModelOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"method.schedule: '{options.schedule}' is not one of {', '.join(SCHEDULES)}"
-            )
+        check_choice("method.schedule", options.schedule, SCHEDULES)
         if not 1 <= options.k_min <= options.k <= options.k_max:
             raise ConfigError(
                 f"method.k needs 1 <= k_min <= k <= k_max, got "

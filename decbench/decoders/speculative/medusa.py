@@ -32,7 +32,7 @@ from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.decoders.speculative.typical import typical_rule
-from decbench.errors import ConfigError
+from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 from decbench.train.medusa import MedusaHeads, load_heads
 
@@ -114,10 +114,7 @@ class Medusa(Decoder):
 
     def __init__(self, target: ModelRunner, options: MedusaOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.acceptance not in ACCEPTANCE:
-            raise ConfigError(
-                f"method.acceptance: '{options.acceptance}' is not one of {', '.join(ACCEPTANCE)}"
-            )
+        check_choice("method.acceptance", options.acceptance, ACCEPTANCE)
         if options.top_k < 1 or options.nodes < 1:
             raise ConfigError(
                 f"method.top_k and method.nodes must be >= 1, got {options.top_k}, {options.nodes}"
