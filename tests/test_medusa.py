@@ -66,25 +66,23 @@ def test_last_row_is_the_row_after_the_last_accepted_token():
     assert last_row(Feedback(3, 0, [], path=[])) == 0
 
 
-def test_heads_read_the_hidden_state_of_the_token_before_the_pending_one(tiny_runner, tmp_path):
+def test_heads_read_the_hidden_state_of_the_token_before_the_pending_one(
+    tiny_runner, tmp_path, monkeypatch
+):
     """Every hidden state the proposer keeps equals a fresh forward's at the last accepted token
     (the one whose LM head produced the pending token), whatever the tree did."""
+    from decbench.decoders.speculative.medusa import MedusaProposer
+
     medusa = medusa_for(tiny_runner, heads_folder(tmp_path, 32))
     seen: list[tuple[list[int], torch.Tensor]] = []
-    from decbench.decoders.speculative import medusa as module
-
-    real = module.MedusaProposer.observe
+    real = MedusaProposer.observe
 
     def observe(self, feedback):
         real(self, feedback)
         seen.append((list(feedback.tokens), self.hidden.clone()))
 
-    module.MedusaProposer.observe = observe
-    try:
-        prompt = repetitive_prompts(1)[0]
-        medusa.generate(make_request(prompt, 20))
-    finally:
-        module.MedusaProposer.observe = real
+    monkeypatch.setattr(MedusaProposer, "observe", observe)
+    medusa.generate(make_request(repetitive_prompts(1)[0], 20))
     assert len(seen) > 3
     for tokens, hidden in seen:
         out = tiny_runner.model(input_ids=torch.tensor([tokens]), output_hidden_states=True)
