@@ -73,16 +73,22 @@ def test_heads_read_the_hidden_state_of_the_token_before_the_pending_one(
     (the one whose LM head produced the pending token), whatever the tree did."""
     from decbench.decoders.speculative.medusa import MedusaProposer
 
-    medusa = medusa_for(tiny_runner, heads_folder(tmp_path, 32))
+    # untrained (zero) heads guess the LM head's token again, which tiny models' loops accept
+    medusa = medusa_for(tiny_runner, heads_folder(tmp_path, 32, scale=0.0), top_k=4, nodes=12)
     seen: list[tuple[list[int], torch.Tensor]] = []
+    accepted = 0
     real = MedusaProposer.observe
 
     def observe(self, feedback):
+        nonlocal accepted
         real(self, feedback)
         seen.append((list(feedback.tokens), self.hidden.clone()))
+        accepted += feedback.accepted
 
     monkeypatch.setattr(MedusaProposer, "observe", observe)
-    medusa.generate(make_request(repetitive_prompts(1)[0], 20))
+    for prompt in repetitive_prompts(3):
+        medusa.generate(make_request(prompt, 32))
+    assert accepted > 0  # some steps ended on an accepted node, not on the pending token
     assert len(seen) > 3
     for tokens, hidden in seen:
         out = tiny_runner.model(input_ids=torch.tensor([tokens]), output_hidden_states=True)
