@@ -20,7 +20,6 @@ multi-candidate rejection sampling over siblings (one-hot drafts) under sampling
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import torch
@@ -76,24 +75,14 @@ class MedusaProposer:
 def grow_tree(probs: list[list[float]], tokens: list[list[int]], nodes: int) -> Draft:
     """Best-first tree: a path of ranks (r1, ..., rd) scores prod_d probs[d][r_d]; the `nodes`
     best paths whose prefixes are all in the tree, in topological order."""
-    width = len(probs[0])
-    frontier = [(-probs[0][r], (r,)) for r in range(width)]
-    heapq.heapify(frontier)
-    index: dict[tuple[int, ...], int] = {}
-    builder_tokens: list[int] = []
-    parents: list[int] = []
-    sources: list[str] = []
-    while frontier and len(builder_tokens) < nodes:
-        negative, path = heapq.heappop(frontier)
-        depth = len(path)
-        index[path] = len(builder_tokens)
-        builder_tokens.append(tokens[depth - 1][path[-1]])
-        parents.append(index[path[:-1]] if depth > 1 else tree.ROOT)
-        sources.append(f"head{depth}")
-        if depth < len(probs):
-            for r in range(width):
-                heapq.heappush(frontier, (negative * probs[depth][r], (*path, r)))
-    return Draft(builder_tokens, None, parents, sources)
+    paths = tree.best_first(probs, nodes)
+    index = {path: node for node, path in enumerate(paths)}
+    return Draft(
+        [tokens[len(path) - 1][path[-1]] for path in paths],
+        None,
+        [index[path[:-1]] if len(path) > 1 else tree.ROOT for path in paths],
+        [f"head{len(path)}" for path in paths],
+    )
 
 
 @register_decoder

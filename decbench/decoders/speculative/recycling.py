@@ -25,7 +25,6 @@ target's distribution.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ import torch
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
+from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
@@ -64,16 +64,8 @@ class Template:
 
 def build_template(nodes: int, k: int, max_depth: int) -> Template:
     """The `nodes` tree nodes with the highest prior path probability, breadth-first."""
-    # frontier entries: (-probability, rank path); a child's probability is below its parent's
-    frontier = [(-(RANK_ACCEPT ** (r + 1)), (r,)) for r in range(k)]
-    heapq.heapify(frontier)
-    chosen: list[tuple[int, ...]] = []
-    while frontier and len(chosen) < nodes:
-        negative, path = heapq.heappop(frontier)
-        chosen.append(path)
-        if len(path) < max_depth:
-            for r in range(k):
-                heapq.heappush(frontier, (negative * RANK_ACCEPT ** (r + 1), (*path, r)))
+    prior = [RANK_ACCEPT ** (r + 1) for r in range(k)]  # the same at every depth
+    chosen = tree.best_first([prior] * max_depth, nodes)
     chosen.sort(key=lambda path: (len(path), path))  # breadth-first, rank order within a level
     index = {path: i for i, path in enumerate(chosen)}
     parents = [index[path[:-1]] if len(path) > 1 else -1 for path in chosen]

@@ -23,6 +23,7 @@ This holds because the drafts are a deterministic function of the context (a one
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,6 +86,22 @@ class TreeBuilder:
 
     def draft(self, side: SideBranch | None = None) -> Draft:
         return Draft(list(self.tokens), None, list(self.parents), list(self.sources), side)
+
+
+def best_first(probs: list[list[float]], nodes: int) -> list[tuple[int, ...]]:
+    """The `nodes` rank paths (r1, ..., rd) with the highest prod_d probs[d][r_d], in the order
+    a best-first search picks them, so every path comes after its prefix. probs: [depth][rank],
+    each in [0, 1] (a child never outscores its parent)."""
+    frontier = [(-p, (r,)) for r, p in enumerate(probs[0])] if probs else []
+    heapq.heapify(frontier)
+    chosen: list[tuple[int, ...]] = []
+    while frontier and len(chosen) < nodes:
+        negative, path = heapq.heappop(frontier)
+        chosen.append(path)
+        if len(path) < len(probs):
+            for r, p in enumerate(probs[len(path)]):
+                heapq.heappush(frontier, (negative * p, (*path, r)))
+    return chosen
 
 
 # -- shape -----------------------------------------------------------------------------------
