@@ -196,7 +196,7 @@ def test_heads_round_trip_with_a_subset(tmp_path):
     heads, record = load_heads(folder)
     assert heads.subset.tolist() == [1, 5, 9] and record["vocab_subset"] == 3
     weight = torch.randn(12, 32)
-    logits = heads(torch.randn(32), weight)
+    logits = heads(torch.randn(32), heads.rows(weight))
     assert logits.shape == (2, 3)
     assert heads.token_ids(torch.tensor([0, 2])).tolist() == [1, 9]
 

@@ -38,12 +38,10 @@ class MedusaHeads(nn.Module):
         """[..., hidden] -> [..., heads, hidden]: each head's residual block."""
         return torch.stack([hidden + nn.functional.silu(b(hidden)) for b in self.blocks], dim=-2)
 
-    def forward(self, hidden: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
-        """[..., hidden] -> [..., heads, v'] logits over the subset (or the whole vocabulary).
-        `head_weight` is the LM head's [vocab, hidden] weight, or rows() of it, precomputed."""
-        if self.subset is not None and head_weight.shape[0] != len(self.subset):
-            head_weight = head_weight[self.subset]
-        return self.features(hidden) @ head_weight.t()
+    def forward(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """[..., hidden] -> [..., heads, v'] logits over the subset (or the whole vocabulary);
+        `rows` = rows(LM head weight), taken once by the caller."""
+        return self.features(hidden) @ rows.t()
 
     def rows(self, head_weight: torch.Tensor) -> torch.Tensor:
         """The LM head rows the heads score: [v', hidden]."""

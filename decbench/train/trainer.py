@@ -146,7 +146,7 @@ class Distiller:
         else:
             hidden = self.target.config.hidden_size
             self.heads = medusa.MedusaHeads(hidden, config.heads, self.subset)
-            self.head_weight = self.target.get_output_embeddings().weight
+            self.head_rows = self.heads.rows(self.target.get_output_embeddings().weight)
             self.trained = self.heads
         self.trained.train()
 
@@ -166,18 +166,14 @@ class Distiller:
             hits = draft_logits.argmax(-1) == target_logits.argmax(-1)
         else:
             hidden = out.hidden_states[-1]  # [b, n, hidden]
-            head_logits = self.heads(hidden, self.head_weight).float()  # [b, n, heads, v']
+            head_logits = self.heads(hidden, self.head_rows).float()  # [b, n, heads, v']
             losses, hit_list, valid_list = [], [], []
             for k in range(self.config.heads):  # head k at t ↔ the target's logits at t+k+1
                 shift = k + 1
                 q, p = head_logits[:, :-shift, k], target_logits[:, shift:]
-                if self.subset is not None:  # the heads' distribution lives on the subset
-                    p_sub = p[..., self.subset]
-                    losses.append(soft_cross_entropy(q, p_sub))
-                    hit_list.append(self.heads.token_ids(q.argmax(-1)) == p.argmax(-1))
-                else:
-                    losses.append(soft_cross_entropy(q, p))
-                    hit_list.append(q.argmax(-1) == p.argmax(-1))
+                p_heads = p if self.subset is None else p[..., self.subset]  # the heads' vocab
+                losses.append(soft_cross_entropy(q, p_heads))
+                hit_list.append(self.heads.token_ids(q.argmax(-1)) == p.argmax(-1))
                 valid_list.append(mask[:, shift:])
             losses, hits, valid = (torch.cat(x, 1) for x in (losses, hit_list, valid_list))
         loss = (losses * valid).sum() / valid.sum()
@@ -199,7 +195,7 @@ class Distiller:
                 def guess(c, i, preds=preds):
                     return preds[c + i]
             else:
-                head = self.heads(out.hidden_states[-1], self.head_weight)
+                head = self.heads(out.hidden_states[-1], self.head_rows)
                 preds = self.heads.token_ids(head[0].argmax(-1)).tolist()  # [n][heads]
 
                 # drafts at pending position c come from the hidden state at c - 1
