@@ -4,7 +4,7 @@ an error that names the file, the key and the valid keys.
 
     extends = "greedy.toml"        # optional; relative to this file (or a built-in profile name)
     [model]      name = "smollm2-135m"
-    [backend]    device = "cpu"  dtype = "float32"  threads = 0
+    [backend]    device = "cpu"  dtype = "float32"  threads = 0  kernels = "auto"
     [method]     name = "pld"  k = 10  max_ngram = 3
     [generation] max_new_tokens = 128  stop = []  chat = true
     [sampling]   temperature = 0.0  top_p = 1.0  seed = 0

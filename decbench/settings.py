@@ -21,6 +21,7 @@ class BackendSettings:
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | bfloat16 | float16
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    kernels: str = "auto"  # auto | decbench | stock: decode-time CPU kernels (backends/kernels.py)
 
 
 @dataclass

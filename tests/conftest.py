@@ -47,9 +47,15 @@ def runner_for(model) -> ModelRunner:
     return ModelRunner(model, tokenizer=None, name=type(model).__name__)
 
 
-@pytest.fixture(params=["llama", "qwen2"])
+@pytest.fixture(params=["llama", "qwen2", "llama-kernels"])
 def tiny_runner(request) -> ModelRunner:
-    model = tiny_llama() if request.param == "llama" else tiny_qwen2()
+    """Every decoder test runs on stock transformers modules and once more on decbench's
+    decode kernels (backends/kernels.py), which the CPU default turns on."""
+    from decbench.backends import kernels
+
+    model = tiny_qwen2() if request.param == "qwen2" else tiny_llama()
+    if request.param.endswith("kernels"):
+        kernels.install(model)
     return runner_for(model)
 
 

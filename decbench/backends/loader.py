@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from decbench.backends import kernels
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
@@ -57,17 +58,24 @@ def load_runner(
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
     remote = model.trust_remote_code
+    use_kernels = kernels.wanted(backend.kernels, device, dtype)
     special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
     if special is not None:
         with _quiet_transformers():
-            return special(model.name, folder, device, dtype)
-    try:
-        with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)
-            lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load model '{model.name}' from {folder}: {e}") from e
-    return ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
+            runner = special(model.name, folder, device, dtype)
+    else:
+        try:
+            with _quiet_transformers():
+                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)
+                lm = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=dtype, trust_remote_code=remote
+                )
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load model '{model.name}' from {folder}: {e}") from e
+        runner = ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
+    if use_kernels:
+        kernels.install(runner.model)
+    return runner
 
 
 @contextlib.contextmanager

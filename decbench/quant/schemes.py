@@ -132,4 +132,10 @@ def quantize_in_memory(model: nn.Module, scheme: Scheme) -> nn.Module:
             f"scheme '{scheme.name}' runs on CPU only (model is on {device}); "
             "use int8-weight or int4-weight"
         )
-    return scheme.apply(model.float() if scheme.cpu_only else model)
+    from decbench.backends import kernels
+
+    had_kernels = kernels.restore(model)  # quantizers match the exact nn.Linear type
+    quantized = scheme.apply(model.float() if scheme.cpu_only else model)
+    if had_kernels:
+        kernels.install(quantized)  # what stays float (e.g. the LM head) keeps the fast path
+    return quantized
