@@ -604,7 +604,7 @@ def test_resume_refuses_a_different_plan(tmp_path):
         stored, make_plan([method_profile("greedy"), method_profile("pld")], suite), tmp_path
     )
     other = make_plan(
-        [method_profile("greedy"), method_profile("pld", [("method", "k", 3)])], suite
+        [method_profile("greedy"), method_profile("pld", [("method", "k", 5)])], suite
     )
     with pytest.raises(ConfigError, match="differ from the stored run"):
         _check_same_plan(stored, other, tmp_path)
