@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, Request
@@ -96,6 +97,7 @@ class Session:
             backend.dtype,
             model=self.profile.model.name,
             model_fingerprint=fingerprint(folder) if folder else None,
+            kernels=kernels_in_use(self.target.model),
             seed=self.profile.sampling.seed,
         )
 

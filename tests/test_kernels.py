@@ -99,3 +99,14 @@ def test_default_model_greedy_is_the_same_on_stock_kernels(default_session):
     assert type(stock.target.model.lm_head) is nn.Linear
     for prompt in ("Name three colors.", "Write a haiku about the sea."):
         assert stock.generate(prompt).token_ids == default_session.generate(prompt).token_ids
+
+
+def test_compare_loads_stock_and_decode_kernel_profiles_separately():
+    from decbench.compare.harness import _model_key
+    from decbench.profiles import method_profile
+
+    fast = method_profile("greedy")
+    stock = method_profile("greedy", [("backend", "kernels", "stock")])
+    assert _model_key(fast) != _model_key(stock)
+    assert kernels.in_use(kernels.install(tiny_llama())) == "decbench"
+    assert kernels.in_use(tiny_llama()) == "stock"

@@ -128,6 +128,11 @@ def install(model: nn.Module) -> nn.Module:
     return model
 
 
+def in_use(model: nn.Module) -> str:
+    """ "decbench" or "stock": what a loaded model runs on (recorded with every result)."""
+    return "decbench" if any(type(m) is DecodeLinear for m in model.modules()) else "stock"
+
+
 def restore(model: nn.Module) -> bool:
     """Back to stock modules (before quantizing: quantizers match the exact nn.Linear type).
     True when the model had decode kernels."""

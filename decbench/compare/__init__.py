@@ -188,6 +188,7 @@ def _profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) 
         "model_fingerprint": env.get("model_fingerprint"),
         "device": profile.backend.device,
         "dtype": profile.backend.dtype,
+        "kernels": env.get("kernels"),
         "params": dataclasses.asdict(profile.options),
         "sampling": dataclasses.asdict(profile.sampling),
         "generation": dataclasses.asdict(profile.generation),
