@@ -182,3 +182,19 @@ def test_cli_help_of_quantize_and_distill():
     for command in ("quantize", "distill"):
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Examples" in result.output
+
+
+def test_training_prompts_are_disjoint_from_the_suites_and_keep_their_first_300():
+    import hashlib
+    import json
+
+    from decbench.suites import list_suites
+    from decbench.train.prompts import training_prompts
+
+    prompts = training_prompts()
+    assert len(prompts) == len(set(prompts)) > 1000
+    turns = {t.strip() for s in list_suites() for x in s.samples for t in x.turns}
+    assert not turns & set(prompts)
+    # the shipped student was distilled on the first 300 (its distill.json records the data)
+    first = hashlib.sha256(json.dumps(prompts[:300]).encode()).hexdigest()[:12]
+    assert first == "073e6ac23b6f"

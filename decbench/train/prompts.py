@@ -51,8 +51,103 @@ SUBJECTS = (
 )
 
 
+# More templates and subjects, appended after the first 300 prompts so that the first 300 (what
+# the shipped student was trained on) stay the same.
+MORE_TEMPLATES = (
+    "Describe a common misconception about {s} and correct it.",
+    "Compare {s} with something similar, in a short table.",
+    "Write a short dialogue between a teacher and a student about {s}.",
+    "What would happen if {s} did not exist?",
+    "Give a short history of {s}.",
+    "Write a haiku and a limerick about {s}.",
+    "Explain {s} to a ten-year-old.",
+    "Write a product description or advertisement involving {s}.",
+    "What are the most important terms to know about {s}? Define each briefly.",
+    "Write a JSON object that describes {s} with a few fields.",
+)
+MORE_SUBJECTS = (
+    "neural networks",
+    "the Roman empire",
+    "earthquakes",
+    "meditation",
+    "linked lists",
+    "inflation",
+    "the solar system",
+    "bicycles",
+    "databases",
+    "photosynthesis in algae",
+    "the printing press",
+    "marathon training",
+    "web browsers",
+    "rainforests",
+    "budgeting",
+    "the theory of evolution",
+    "operating systems",
+    "jazz music",
+    "ocean tides",
+    "recycling",
+    "prime numbers",
+    "the Internet",
+    "honey bees",
+    "job interviews",
+    "airplanes",
+    "probability",
+    "the Renaissance",
+    "composting",
+    "cloud computing",
+    "friendship",
+    "glaciers",
+    "encryption",
+    "pizza",
+    "democracy",
+    "spreadsheets",
+    "dinosaurs",
+    "public speaking",
+    "magnets",
+    "origami",
+    "the Great Wall of China",
+    "sleep apnea",
+    "graph algorithms",
+    "tea ceremonies",
+    "wind turbines",
+    "museums",
+    "APIs",
+    "rainbows",
+    "minimalism",
+    "bridges",
+    "calculus",
+    "video games",
+    "coral reefs",
+    "first aid",
+    "the Olympic games",
+    "compilers",
+    "birds migrating",
+    "shopping lists",
+    "nuclear power",
+    "libraries",
+    "yoga",
+    "satellites",
+    "dogs",
+    "machine translation",
+    "deserts",
+    "poetry",
+    "electric circuits",
+    "the periodic table",
+    "volunteering",
+    "trains",
+)
+
+
 def training_prompts() -> list[str]:
-    """300 prompts, interleaved so that any prefix mixes templates and subjects."""
-    pairs = list(itertools.product(range(len(SUBJECTS)), range(len(TEMPLATES))))
+    """1980 prompts; any prefix mixes templates and subjects. The first 300 are the original
+    10 templates x 30 subjects; the rest cross all 20 templates with all 99 subjects."""
+    first = _interleave(TEMPLATES, SUBJECTS)
+    seen = set(first)
+    rest = [p for p in _interleave(TEMPLATES + MORE_TEMPLATES, SUBJECTS + MORE_SUBJECTS)]
+    return first + [p for p in rest if p not in seen]
+
+
+def _interleave(templates: tuple[str, ...], subjects: tuple[str, ...]) -> list[str]:
+    pairs = list(itertools.product(range(len(subjects)), range(len(templates))))
     pairs.sort(key=lambda p: ((p[0] * 7 + p[1] * 3) % 31, p))
-    return [TEMPLATES[t].format(s=SUBJECTS[s]) for s, t in pairs]
+    return [templates[t].format(s=subjects[s]) for s, t in pairs]
