@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from decbench.backends import kernels
 from decbench.errors import ConfigError, ModelError
 
 FLOAT_MODULES = ("lm_head",)  # never quantized
@@ -132,8 +133,6 @@ def quantize_in_memory(model: nn.Module, scheme: Scheme) -> nn.Module:
             f"scheme '{scheme.name}' runs on CPU only (model is on {device}); "
             "use int8-weight or int4-weight"
         )
-    from decbench.backends import kernels
-
     had_kernels = kernels.restore(model)  # quantizers match the exact nn.Linear type
     quantized = scheme.apply(model.float() if scheme.cpu_only else model)
     if had_kernels:

@@ -143,7 +143,7 @@ def training_prompts() -> list[str]:
     10 templates x 30 subjects; the rest cross all 20 templates with all 99 subjects."""
     first = _interleave(TEMPLATES, SUBJECTS)
     seen = set(first)
-    rest = [p for p in _interleave(TEMPLATES + MORE_TEMPLATES, SUBJECTS + MORE_SUBJECTS)]
+    rest = _interleave(TEMPLATES + MORE_TEMPLATES, SUBJECTS + MORE_SUBJECTS)
     return first + [p for p in rest if p not in seen]
 
 
