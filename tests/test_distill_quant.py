@@ -4,6 +4,8 @@ writes is a lossless draft."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -150,9 +152,14 @@ def test_medusa_heads_with_a_vocabulary_subset_drive_a_lossless_medusa(tiny_fold
         assert drafted <= set(heads.subset.tolist())  # heads only propose subset tokens
 
 
-def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path):
+@pytest.mark.parametrize(
+    ("kind", "schedule", "weights"),
+    [("student", "constant", "student.safetensors"), ("medusa", "cosine", "medusa.safetensors")],
+)
+def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path, kind, schedule, weights):
     folder, prompts = tiny_folder
-    whole = run_distill(distill_config(folder, prompts, tmp_path / "a"), ["x"])
+    settings = {"kind": kind, "lr_schedule": schedule}
+    whole = run_distill(distill_config(folder, prompts, tmp_path / "a", **settings), ["x"])
 
     def interrupt(stats):
         if stats.step == 3:
@@ -160,18 +167,27 @@ def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path):
 
     out = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        run_distill(distill_config(folder, prompts, out), ["x"], on_step=interrupt)
+        run_distill(distill_config(folder, prompts, out, **settings), ["x"], on_step=interrupt)
     assert (out / "checkpoint.pt").is_file()
-    resumed = run_distill(distill_config(folder, prompts, out), ["x"], resume=True)
+    resumed = run_distill(distill_config(folder, prompts, out, **settings), ["x"], resume=True)
     assert resumed.resumed_from == 2
     assert resumed.final_loss == pytest.approx(whole.final_loss, rel=1e-5)
     from safetensors.torch import load_file
 
-    a, b = (
-        load_file(str(tmp_path / "a/student.safetensors")),
-        load_file(str(out / "student.safetensors")),
-    )
+    a, b = load_file(str(tmp_path / "a" / weights)), load_file(str(out / weights))
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from decbench.train.trainer import learning_rate
+
+    config = DistillConfig(target="t", kind="medusa", out="o", steps=1000, lr=1e-3)
+    assert {learning_rate(config, s) for s in (0, 500, 999)} == {1e-3}
+    config.lr_schedule = "cosine"
+    rates = [learning_rate(config, s) for s in range(1000)]
+    assert rates[0] == pytest.approx(1e-5) and rates[99] == pytest.approx(1e-3)  # 100 warm-up
+    assert all(a >= b for a, b in itertools.pairwise(rates[99:]))
+    assert rates[549] == pytest.approx(5e-4, rel=0.01) and rates[-1] < 1e-8
 
 
 def test_cli_help_of_quantize_and_distill():
@@ -198,3 +214,66 @@ def test_training_prompts_are_disjoint_from_the_suites_and_keep_their_first_300(
     # the shipped student was distilled on the first 300 (its distill.json records the data)
     first = hashlib.sha256(json.dumps(prompts[:300]).encode()).hexdigest()[:12]
     assert first == "073e6ac23b6f"
+
+
+def test_medusa_reads_the_targets_last_hidden_states_from_a_cache(
+    tiny_folder, tmp_path, monkeypatch
+):
+    """The cached states are the target's last hidden states, after the final norm (so its
+    logits are hidden @ lm_head.T, which the heads' soft labels rely on); batches pad rows of
+    different lengths without changing them; a second call reads the file; a changed data file
+    is computed again."""
+    from decbench.train.data import last_hidden_states, make_data, read_prompts
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "cache"))
+    folder, prompts = tiny_folder
+    target = load(folder)
+    _, texts = read_prompts(str(prompts), 6)
+    path, sequences = make_data(target, str(folder), texts, 8)
+    model, calls = target.model, []
+
+    def counting(**kw):
+        calls.append(kw["input_ids"].shape[0])
+        return model(**kw)
+
+    target.model = counting
+    states = last_hidden_states(target, path, sequences, batch=4)
+    assert sorted({len(s.ids) for s in sequences}) != [len(sequences[0].ids)]  # padding happens
+    weight = model.get_output_embeddings().weight
+    for seq, state in zip(sequences, states, strict=True):
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([seq.ids]), output_hidden_states=True)
+            last = out.hidden_states[-1][0]  # [n, hidden]
+            assert torch.allclose(last @ weight.T, out.logits[0], atol=1e-5)
+        assert state.dtype == torch.float16 and state.shape == last.shape
+        assert torch.allclose(state.float(), last, atol=2e-3)
+    assert calls == [4, 2]
+    again = last_hidden_states(target, path, sequences, batch=4)
+    assert calls == [4, 2] and all(torch.equal(a, b) for a, b in zip(states, again, strict=True))
+    path.write_text(path.read_text() + "\n")  # same sequences, another checksum
+    last_hidden_states(target, path, sequences, batch=4)
+    assert calls == [4, 2, 4, 2]
+
+
+def test_more_prompts_reuse_the_whole_batches_of_a_cached_prefix(
+    tiny_folder, tmp_path, monkeypatch
+):
+    from decbench.train import data
+
+    folder, prompts = tiny_folder
+    target = load(folder)
+    _, texts = data.read_prompts(str(prompts), 12)
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "fresh"))
+    _, fresh = data.make_data(target, str(folder), texts, 8, batch=4)
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "grown"))
+    data.make_data(target, str(folder), texts[:6], 8, batch=4)  # batches [0:4] and [4:6]
+    generate, batches = data.continue_greedy, []
+
+    def counting(runner, chunk, n):
+        batches.append(len(chunk))
+        return generate(runner, chunk, n)
+
+    monkeypatch.setattr(data, "continue_greedy", counting)
+    _, grown = data.make_data(target, str(folder), texts, 8, batch=4)
+    assert batches == [4, 4]  # [4:8] and [8:12]: the short batch [4:6] is made again, in full
+    assert grown == fresh

@@ -18,7 +18,9 @@ Examples:
 
   decbench distill smollm2-135m --kind student --layers 2 --vocab-subset 8192 --out drafts/student
 
-  decbench distill smollm2-135m --kind medusa --heads 3 --out drafts/medusa
+  decbench distill smollm2-135m --kind medusa --heads 3 --vocab-subset 8192 --out drafts/medusa
+
+  decbench distill smollm2-135m --kind medusa --steps 4000 --lr 2e-3 --lr-schedule cosine --out drafts/medusa
 
   decbench distill smollm2-135m --kind student --out drafts/student --resume
 
@@ -38,6 +40,9 @@ def distill(
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 200,
     batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-4,
+    lr_schedule: Annotated[
+        str, typer.Option("--lr-schedule", help="constant, or cosine (warm-up, decay to 0).")
+    ] = "constant",
     seed: Annotated[int, typer.Option("--seed", help="Seed for init and batches.")] = 0,
     prompts: Annotated[
         str | None,
@@ -80,6 +85,7 @@ def distill(
         steps=steps,
         batch=batch,
         lr=lr,
+        lr_schedule=lr_schedule,
         seed=seed,
         prompts=prompts,
         n_prompts=n_prompts,

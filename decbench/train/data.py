@@ -4,11 +4,17 @@ Prompts come from a user file (one per line, or JSONL with a "prompt" field), a 
 (when decbench.suites provides it) or decbench's own training prompts (prompts.py), which are
 disjoint from the benchmark suites. The cache key hashes the target, the prompts and the
 generation settings, so a second `distill` run on the same inputs reuses the file.
+
+Medusa heads read only the target's last hidden state, and the target is frozen, so
+`last_hidden_states` runs the target once over every sequence and caches those states (float16)
+next to the data file; training steps then cost the heads alone. After the final norm the target's
+logits are `hidden @ lm_head.T`, so the heads' soft labels come from the cache too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -94,15 +100,17 @@ def make_data(
     batch: int = 16,
     on_progress: Callable[[int, int], None] = lambda _i, _n: None,
 ) -> tuple[Path, list[Sequence]]:
-    """Generate (or reuse) the continuations; returns the cache file and the sequences."""
+    """Generate (or reuse) the continuations; returns the cache file and the sequences. The
+    whole batches of a cached run on a prefix of `prompts` are reused: batches start at the same
+    prompts as in a fresh run, so the file is the same either way."""
     folder = cache_root() / "distill-data"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cache_key(target_name, prompts, max_new_tokens)}.jsonl"
     if path.is_file():
         return path, load_data(path)
-    sequences = []
+    sequences = cached_prefix(folder, target_name, prompts, max_new_tokens, batch)
     encoded = [encode(runner, p) for p in prompts]
-    for start in range(0, len(encoded), batch):
+    for start in range(len(sequences), len(encoded), batch):
         chunk = encoded[start : start + batch]
         for prompt_ids, more in zip(
             chunk, continue_greedy(runner, chunk, max_new_tokens), strict=True
@@ -115,9 +123,77 @@ def make_data(
     return path, sequences
 
 
+def cached_prefix(
+    folder: Path, target_name: str, prompts: list[str], max_new_tokens: int, batch: int
+) -> list[Sequence]:
+    """The whole batches of the longest cached data file made from a prefix of `prompts`."""
+    for n in range(len(prompts) - 1, batch - 1, -1):
+        path = folder / f"{cache_key(target_name, prompts[:n], max_new_tokens)}.jsonl"
+        if path.is_file():
+            return load_data(path)[: n - n % batch]
+    return []
+
+
 def load_data(path: Path) -> list[Sequence]:
     return [Sequence(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@torch.inference_mode()
+def last_hidden_states(
+    runner: ModelRunner,
+    data_path: Path,
+    sequences: list[Sequence],
+    batch: int = 8,
+    on_progress: Callable[[int, int], None] = lambda _i, _n: None,
+) -> list[torch.Tensor]:
+    """The target's last hidden state (after the final norm) at every position of every
+    sequence: [n_i, hidden] float16 each, cached as DATA.hidden.safetensors next to the data file
+    and tied to its checksum."""
+    from safetensors.torch import load_file, save_file
+
+    path = data_path.with_suffix(".hidden.safetensors")
+    checksum = sha256(data_path)
+    if path.is_file() and _metadata(path).get("data_sha256") == checksum:
+        return _split(load_file(str(path)))
+    pad = runner.tokenizer.pad_token_id or 0
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].ids))  # little padding
+    states: list[torch.Tensor | None] = [None] * len(sequences)
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        rows = [sequences[i].ids for i in chunk]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])  # right-padded
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        out = runner.model(
+            input_ids=ids.to(runner.device),
+            attention_mask=mask.to(runner.device),
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
+        hidden = out.hidden_states[-1].to("cpu", torch.float16)  # [b, width, hidden]
+        for i, row, h in zip(chunk, rows, hidden, strict=True):
+            states[i] = h[: len(row)].clone()
+        on_progress(min(start + batch, len(order)), len(order))
+    lengths = torch.tensor([0] + [len(s.ids) for s in sequences])
+    tensors = {"hidden": torch.cat(states), "offsets": lengths.cumsum(0)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"data_sha256": checksum})
+    os.replace(tmp, path)
+    return _split(tensors)
+
+
+def _metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def _split(tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """{"hidden": [total, hidden], "offsets": [n + 1]} -> n views [n_i, hidden]."""
+    bounds = tensors["offsets"].tolist()
+    return [tensors["hidden"][a:b] for a, b in itertools.pairwise(bounds)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+from decbench.train.task_prompts import task_prompts
+
 TEMPLATES = (
     "Explain {s} to a beginner in a short paragraph.",
     "Write three tips about {s}.",
@@ -139,12 +141,13 @@ MORE_SUBJECTS = (
 
 
 def training_prompts() -> list[str]:
-    """1980 prompts; any prefix mixes templates and subjects. The first 300 are the original
-    10 templates x 30 subjects; the rest cross all 20 templates with all 99 subjects."""
+    """2568 prompts; any prefix mixes templates and subjects. The first 300 are the original
+    10 templates x 30 subjects; then all 20 templates cross all 99 subjects (up to 1980); then
+    the task-shaped prompts of task_prompts.py (math, translation, questions, code, texts)."""
     first = _interleave(TEMPLATES, SUBJECTS)
     seen = set(first)
     rest = _interleave(TEMPLATES + MORE_TEMPLATES, SUBJECTS + MORE_SUBJECTS)
-    return first + [p for p in rest if p not in seen]
+    return first + [p for p in rest if p not in seen] + task_prompts()
 
 
 def _interleave(templates: tuple[str, ...], subjects: tuple[str, ...]) -> list[str]:

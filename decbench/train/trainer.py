@@ -1,21 +1,29 @@
 """The distillation loop shared by students and Medusa heads.
 
 1. data: the target's greedy continuations of the prompts (data.py, cached); the last
-   `heldout` sequences are never trained on.
-2. steps: a batch of sequences → one target forward (no grad) → the draft's logits → forward KL
-   to the target's distributions (soft cross-entropy; over the subset for a reduced head) →
-   AdamW. A running greedy acceptance estimate (draft argmax == target argmax) is reported.
+   `heldout` sequences are never trained on. Medusa also caches the target's last hidden state
+   of every sequence (data.last_hidden_states): the target is frozen and the heads read nothing
+   else, so its forward runs once, not once per step.
+2. steps: a batch of sequences → the target's distributions (student: one target forward, no
+   grad; medusa: `hidden @ lm_head.T` over the heads' vocabulary, from the cache) → the draft's
+   logits → forward KL to the target's distributions (soft cross-entropy; over the subset for a
+   reduced head) → AdamW. A running greedy acceptance estimate (draft argmax == the target's
+   token) is reported. Medusa trains at the positions decoding drafts from: the last prompt
+   token and the continuation.
 3. every `checkpoint_every` steps an atomic checkpoint (temp file + rename) of the trained
    weights, the optimizer and the step; `resume` continues from it with the same batches.
 4. the end: held-out acceptance rate and MAT for greedy chain drafting with K tokens, simulated
    exactly on the held-out continuations (teacher forcing gives the draft the very contexts it
-   would see while its drafts keep matching); the folder gets the draft and `distill.json` with
-   the command, seed, data file and checksum, the loss log and the held-out numbers.
+   would see while its drafts keep matching), and for Medusa each head's top-1 and top-2
+   accuracy; the folder gets the draft and `distill.json` with the command, seed, data file and
+   checksum, the loss log and the held-out numbers.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,9 +37,10 @@ from decbench.backends.loader import load_runner
 from decbench.errors import ConfigError
 from decbench.settings import BackendSettings, ModelSettings
 from decbench.train import medusa, student
-from decbench.train.data import Sequence, make_data, read_prompts, sha256
+from decbench.train.data import Sequence, last_hidden_states, make_data, read_prompts, sha256
 
 KINDS = ("student", "medusa")
+SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -45,8 +54,9 @@ class DistillConfig:
     heads: int = 3  # medusa: number of heads
     steps: int = 200
     batch: int = 4
-    seq_len: int = 192  # tokens per training sequence (longer ones are cut)
+    seq_len: int = 192  # tokens per training sequence, longer ones cut (medusa: after the prompt)
     lr: float = 5e-4
+    lr_schedule: str = "constant"  # constant | cosine (warm-up, then cosine decay to 0)
     seed: int = 0
     prompts: str | None = None  # file or suite name; None = decbench.train.prompts
     n_prompts: int = 128
@@ -71,6 +81,8 @@ class HeldOut:
     acceptance_rate: float  # accepted / drafted
     mat: float  # mean tokens per target step, bonus included
     sequences: int
+    head_top1: list[float] = field(default_factory=list)  # medusa: [heads] top-1 accuracy
+    head_top2: list[float] = field(default_factory=list)  # medusa: [heads] top-2 accuracy
 
 
 @dataclass
@@ -91,6 +103,10 @@ class DistillReport:
 def validate(config: DistillConfig) -> None:
     if config.kind not in KINDS:
         raise ConfigError(f"--kind: '{config.kind}' is not one of {', '.join(KINDS)}")
+    if config.lr_schedule not in SCHEDULES:
+        raise ConfigError(
+            f"--lr-schedule: '{config.lr_schedule}' is not one of {', '.join(SCHEDULES)}"
+        )
     for name in ("steps", "batch", "heads", "layers", "k", "checkpoint_every", "seq_len"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
@@ -108,15 +124,27 @@ def frequent_tokens(sequences: list[Sequence], n: int, specials: list[int]) -> t
     return torch.tensor(sorted(chosen))
 
 
-def make_batch(
-    sequences: list[Sequence], size: int, seq_len: int, generator: torch.Generator, pad: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def learning_rate(config: DistillConfig, step: int) -> float:
+    """The rate of 0-based `step`: a function of the step alone, so a resumed run matches."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    warm = max(1, min(100, config.steps // 10))
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, config.steps - warm)))
+
+
+def pick(n: int, size: int, generator: torch.Generator) -> list[int]:
+    """The indices of one batch's sequences (with replacement)."""
+    return torch.randint(n, (size,), generator=generator).tolist()
+
+
+def make_batch(rows: list[Sequence], seq_len: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """([b, n] ids, [b, n] bool mask of real tokens), right-padded."""
-    picks = torch.randint(len(sequences), (size,), generator=generator).tolist()
-    rows = [sequences[i].ids[:seq_len] for i in picks]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]).bool()
+    cut = [r.ids[:seq_len] for r in rows]
+    width = max(len(r) for r in cut)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in cut])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in cut]).bool()
     return ids, mask
 
 
@@ -131,9 +159,17 @@ def soft_cross_entropy(draft_logits, target_logits, subset=None) -> torch.Tensor
 class Distiller:
     """Holds the target, the trained module and how to compute the loss for one kind."""
 
-    def __init__(self, config: DistillConfig, target, sequences: list[Sequence]) -> None:
+    def __init__(
+        self,
+        config: DistillConfig,
+        target,
+        sequences: list[Sequence],
+        states: list[torch.Tensor] | None = None,  # medusa: [n_i, hidden] per sequence
+    ) -> None:
         self.config = config
         self.target = target.model
+        self.sequences, self.states = sequences, states
+        self.pad = target.tokenizer.pad_token_id or 0
         self.subset = None
         if config.vocab_subset:
             specials = list(target.eos_token_ids)
@@ -150,53 +186,76 @@ class Distiller:
             self.trained = self.heads
         self.trained.train()
 
-    def loss(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def loss(self, picks: list[int]) -> tuple[torch.Tensor, float]:
         """(mean loss, fraction of positions where the draft's argmax is the target's)."""
+        if self.config.kind == "medusa":
+            return self.medusa_loss(picks)
+        rows = [self.sequences[i] for i in picks]
+        ids, mask = (
+            x.to(self.target.device) for x in make_batch(rows, self.config.seq_len, self.pad)
+        )
         with torch.no_grad():
-            out = self.target(
-                input_ids=ids,
-                attention_mask=mask,
-                output_hidden_states=self.config.kind == "medusa",
-            )
-        target_logits = out.logits.float()  # [b, n, vocab]
-        if self.config.kind == "student":
-            draft_logits = self.draft(input_ids=ids, attention_mask=mask).logits.float()
-            valid = mask
-            losses = soft_cross_entropy(draft_logits, target_logits, self.subset)
-            hits = draft_logits.argmax(-1) == target_logits.argmax(-1)
-        else:
-            hidden = out.hidden_states[-1]  # [b, n, hidden]
-            head_logits = self.heads(hidden, self.head_rows).float()  # [b, n, heads, v']
-            losses, hit_list, valid_list = [], [], []
-            for k in range(self.config.heads):  # head k at t ↔ the target's logits at t+k+1
-                shift = k + 1
-                q, p = head_logits[:, :-shift, k], target_logits[:, shift:]
-                p_heads = p if self.subset is None else p[..., self.subset]  # the heads' vocab
-                losses.append(soft_cross_entropy(q, p_heads))
-                hit_list.append(self.heads.token_ids(q.argmax(-1)) == p.argmax(-1))
-                valid_list.append(mask[:, shift:])
-            losses, hits, valid = (torch.cat(x, 1) for x in (losses, hit_list, valid_list))
-        loss = (losses * valid).sum() / valid.sum()
-        return loss, (hits & valid).sum().item() / max(valid.sum().item(), 1)
+            target_logits = self.target(input_ids=ids, attention_mask=mask).logits.float()
+        draft_logits = self.draft(input_ids=ids, attention_mask=mask).logits.float()
+        losses = soft_cross_entropy(draft_logits, target_logits, self.subset)  # [b, n]
+        hits = draft_logits.argmax(-1) == target_logits.argmax(-1)
+        loss = (losses * mask).sum() / mask.sum()
+        return loss, (hits & mask).sum().item() / max(mask.sum().item(), 1)
+
+    def medusa_loss(self, picks: list[int]) -> tuple[torch.Tensor, float]:
+        """The batch's rows packed from the last prompt token on (where decoding drafts from).
+        Head k at t learns the target's distribution at t+k+1 over the heads' vocabulary, while
+        the token it predicts (t+k+2) is in the data: a greedy continuation, so that token is
+        the target's argmax there."""
+        parts, truth, starts = [], [], [0]
+        for i in picks:
+            seq = self.sequences[i]
+            first = seq.prompt_len - 1
+            end = min(len(seq.ids), first + self.config.seq_len)
+            parts.append(self.states[i][first:end])
+            truth += seq.ids[first:end]
+            starts.append(starts[-1] + len(parts[-1]))
+        device = self.head_rows.device
+        hidden = torch.cat(parts).to(device, torch.float32)  # [T, hidden]
+        truth = torch.tensor(truth, device=device)  # [T]
+        target_logits = hidden @ self.head_rows.t()  # [T, v'] the target's, over the subset
+        head_logits = self.heads(hidden, self.head_rows)  # [T, heads, v']
+        losses, hits = [], []
+        for k in range(self.config.heads):
+            shift = k + 1
+            at = torch.cat(  # [T_k] positions whose token t+k+2 is in the same row
+                [torch.arange(a, max(a, b - shift - 1)) for a, b in itertools.pairwise(starts)]
+            ).to(device)
+            q = head_logits[at, k]  # [T_k, v']
+            losses.append(soft_cross_entropy(q, target_logits[at + shift]))
+            hits.append(self.heads.token_ids(q.argmax(-1)) == truth[at + shift + 1])
+        losses, hits = torch.cat(losses), torch.cat(hits)
+        return losses.sum() / max(len(losses), 1), hits.sum().item() / max(len(hits), 1)
 
     @torch.no_grad()
-    def heldout(self, sequences: list[Sequence]) -> HeldOut:
+    def heldout(
+        self, sequences: list[Sequence], states: list[torch.Tensor] | None = None
+    ) -> HeldOut:
         """Greedy chain drafting with K tokens simulated on each held-out continuation."""
         self.trained.eval()
         accepted = drafted = steps = tokens = 0
-        for seq in sequences:
-            ids = torch.tensor([seq.ids])
-            out = self.target(input_ids=ids, output_hidden_states=True)
+        heads = self.config.heads if self.config.kind == "medusa" else 0
+        top, positions = torch.zeros(2, heads), torch.zeros(heads)  # [top-1/2, heads], [heads]
+        for index, seq in enumerate(sequences):
             truth = seq.ids
             if self.config.kind == "student":
+                ids = torch.tensor([truth], device=self.target.device)
                 preds = self.draft(input_ids=ids).logits[0].argmax(-1).tolist()
 
                 # draft i of a step at pending position c is preds[c + i] (predicts c + i + 1)
                 def guess(c, i, preds=preds):
                     return preds[c + i]
             else:
-                head = self.heads(out.hidden_states[-1], self.head_rows)
-                preds = self.heads.token_ids(head[0].argmax(-1)).tolist()  # [n][heads]
+                hidden = states[index].to(self.head_rows.device, torch.float32)  # [n, hidden]
+                head = self.heads(hidden, self.head_rows)  # [n, heads, v']
+                hits, count = head_hits(head, truth, seq.prompt_len - 1, self.heads.token_ids)
+                top, positions = top + hits, positions + count
+                preds = self.heads.token_ids(head.argmax(-1)).tolist()  # [n][heads]
 
                 # drafts at pending position c come from the hidden state at c - 1
                 def guess(c, i, preds=preds):
@@ -219,7 +278,10 @@ class Distiller:
                 )
                 c += a + 1
         self.trained.train()
-        return HeldOut(accepted / max(drafted, 1), tokens / max(steps, 1), len(sequences))
+        top1, top2 = (top / positions.clamp(min=1)).tolist()
+        return HeldOut(
+            accepted / max(drafted, 1), tokens / max(steps, 1), len(sequences), top1, top2
+        )
 
     def state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.trained.state_dict().items()}
@@ -232,6 +294,26 @@ class Distiller:
                 self.target.generation_config.save_pretrained(folder)
         else:
             medusa.save_heads(self.heads, folder, record)
+
+
+def head_hits(
+    head_logits: torch.Tensor,  # [n, heads, v'] at every position of one sequence
+    truth: list[int],  # [n] the sequence
+    first: int,  # the first position drafts are read from
+    token_ids: Callable[[torch.Tensor], torch.Tensor],  # heads' output index -> token id
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([2, heads] positions where head k's top-1 / top-2 holds token t+k+2, [heads] positions)."""
+    n, heads, vocab = head_logits.shape
+    top2 = token_ids(head_logits.topk(min(2, vocab)).indices).cpu()  # [n, heads, 2]
+    ids = torch.tensor(truth)
+    hits, counts = torch.zeros(2, heads), torch.zeros(heads)
+    for k in range(heads):
+        at = torch.arange(first, max(first, n - k - 2))
+        got, want = top2[at, k], ids[at + k + 2]  # [m, 2], [m]
+        hits[0, k] = (got[:, 0] == want).sum()
+        hits[1, k] = (got == want[:, None]).any(-1).sum()
+        counts[k] = len(at)
+    return hits, counts
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -265,8 +347,15 @@ def run_distill(
         config.max_new_tokens,
         on_progress=lambda i, n: progress(f"generated {i}/{n}"),
     )
-    train, heldout = sequences[: -config.heldout], sequences[-config.heldout :]
-    distiller = Distiller(config, target, train)
+    states = None
+    if config.kind == "medusa":
+        progress("the target's last hidden states of every sequence (cached)")
+        states = last_hidden_states(
+            target, data_path, sequences, on_progress=lambda i, n: progress(f"hidden {i}/{n}")
+        )
+    split = len(sequences) - config.heldout
+    train, heldout = sequences[:split], sequences[split:]
+    distiller = Distiller(config, target, train, states and states[:split])
     optimizer = torch.optim.AdamW(
         [p for p in distiller.trained.parameters() if p.requires_grad], lr=config.lr
     )
@@ -282,13 +371,13 @@ def run_distill(
         start, log = saved["step"], saved["log"]
         progress(f"resuming at step {start}")
     out.mkdir(parents=True, exist_ok=True)
-    pad = target.tokenizer.pad_token_id or 0
     running = None
     loss_value = float("nan")
     for step in range(start, config.steps):
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        ids, mask = make_batch(train, config.batch, config.seq_len, generator, pad)
-        loss, hit = distiller.loss(ids.to(target.device), mask.to(target.device))
+        loss, hit = distiller.loss(pick(len(train), config.batch, generator))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -308,7 +397,7 @@ def run_distill(
             }
             save_checkpoint(checkpoint, payload)
     progress(f"held-out acceptance on {len(heldout)} sequences (K = {config.k})")
-    result = distiller.heldout(heldout)
+    result = distiller.heldout(heldout, states and states[split:])
     data = {
         "source": source,
         "file": str(data_path),
