@@ -55,14 +55,23 @@ DLLM_ARGS ?= --layers 0 --steps 600 --batch 8 --lr 5e-5 --threads 1
 dllm: install
 	$(PY) -m decbench.diffusion.adapt --out "$(DLLM_DIR)" $(DLLM_ARGS)
 
-# The trained artifacts that ship in decbench/artifacts (aliases smollm2-135m-student and
-# smollm2-135m-medusa): the exact `decbench distill` commands, on 2 CPU threads. Medusa: ~8 min
-# of target generations for 640 prompts, then ~25 min of training; the student: ~5 min of
-# generations for 300 prompts, then ~15 min. Each folder's distill.json records its run.
+# The trained artifacts that ship in decbench/artifacts (aliases smollm2-135m-eagle,
+# smollm2-135m-medusa and smollm2-135m-student): the exact `decbench distill` commands, on 2 CPU
+# threads. EAGLE: ~35 min of target generations for 2568 prompts and ~10 of caching their
+# features, ~40 min of training, then ~15 min of unrolled fine-tuning (--init). Medusa: ~8 min of
+# generations for 640 prompts, then ~25 min of training; the student: ~5 min of generations for
+# 300 prompts, then ~15 min. Each folder's distill.json records its run.
 ARTIFACTS := decbench/artifacts
+EAGLE_BASE ?= /tmp/decbench-eagle-base
 DISTILL_DATA := --n-prompts 300 --heldout 12 --max-new-tokens 128 --batch 4 --threads 2
 .PHONY: artifacts
 artifacts: install
+	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --vocab-subset 8192 \
+		--n-prompts 2568 --heldout 24 --max-new-tokens 112 --steps 2000 --batch 16 --lr 6e-4 \
+		--lr-schedule cosine --k 3 --threads 2 --out $(EAGLE_BASE)
+	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --init $(EAGLE_BASE) --unroll 3 \
+		--n-prompts 2568 --heldout 24 --max-new-tokens 112 --steps 300 --batch 16 --lr 2e-4 \
+		--lr-schedule cosine --k 3 --threads 2 --out $(ARTIFACTS)/smollm2-135m-eagle
 	$(VENV)/bin/decbench distill smollm2-135m --kind medusa --heads 3 --vocab-subset 8192 \
 		--n-prompts 640 --heldout 24 --max-new-tokens 112 --steps 600 --batch 4 --lr 1e-3 \
 		--threads 2 --out $(ARTIFACTS)/smollm2-135m-medusa

@@ -61,6 +61,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 SHIPPED: dict[str, str] = {
     "smollm2-135m-student": "distilled draft for smollm2-135m (2 layers, reduced-vocab head)",
     "smollm2-135m-medusa": "Medusa heads for smollm2-135m",
+    "smollm2-135m-eagle": "EAGLE draft layer for smollm2-135m",
 }
 
 

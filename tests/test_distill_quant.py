@@ -5,6 +5,7 @@ writes is a lossless draft."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from decbench.backends.loader import load_runner
 from decbench.decoders.base import DecoderContext, NoOptions
 from decbench.decoders.greedy import Greedy
 from decbench.decoders.speculative.draft_model import DraftModelOptions, SpeculativeDecoding
+from decbench.errors import ConfigError
 from decbench.quant.load import load_quantized, save_quantized
 from decbench.quant.schemes import get_scheme, quantize_in_memory
 from decbench.settings import BackendSettings, ModelSettings
@@ -152,9 +154,52 @@ def test_medusa_heads_with_a_vocabulary_subset_drive_a_lossless_medusa(tiny_fold
         assert drafted <= set(heads.subset.tolist())  # heads only propose subset tokens
 
 
+def test_eagle_draft_drives_a_lossless_eagle(tiny_folder, tmp_path):
+    from decbench.decoders.speculative.eagle import Eagle, EagleOptions
+    from decbench.train.eagle import load_eagle
+
+    folder, prompts = tiny_folder
+    out = tmp_path / "eagle"
+    config = distill_config(folder, prompts, out, kind="eagle", vocab_subset=16, k=3, unroll=2)
+    report = run_distill(config, ["x"])
+    assert report.heldout.mat >= 1.0 and report.heldout.sequences == 3
+    draft, record = load_eagle(out)
+    assert len(draft.subset) == 16 and record["config"]["k"] == 3
+    target = load(folder)
+    eagle = Eagle(target, EagleOptions(draft=str(out)), DecoderContext(load))
+    greedy = Greedy(target, NoOptions(), DecoderContext(load))
+    for prompt in repetitive_prompts(4):
+        expected = greedy.generate(make_request(prompt, 20)).token_ids
+        result = eagle.generate(make_request(prompt, 20))
+        assert result.token_ids == expected
+        drafted = {t for step in result.steps for t in step.drafted}
+        assert drafted <= set(draft.subset.tolist())  # the draft only proposes subset tokens
+
+
+def test_eagle_init_starts_from_a_trained_draft(tiny_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    folder, prompts = tiny_folder
+    first = tmp_path / "first"
+    run_distill(distill_config(folder, prompts, first, kind="eagle", vocab_subset=12), ["x"])
+    again = tmp_path / "again"
+    config = distill_config(folder, prompts, again, kind="eagle", init=str(first), lr=0.0)
+    run_distill(config, ["x"])  # no subset asked for: the draft keeps its own
+    a, b = load_file(str(first / "eagle.safetensors")), load_file(str(again / "eagle.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    record = json.loads((again / "distill.json").read_text())
+    assert record["init"]["command"] == ["x"] and record["config"]["init"] == str(first)
+    with pytest.raises(ConfigError, match="--init"):
+        run_distill(distill_config(folder, prompts, tmp_path / "s", init=str(first)), ["x"])
+
+
 @pytest.mark.parametrize(
     ("kind", "schedule", "weights"),
-    [("student", "constant", "student.safetensors"), ("medusa", "cosine", "medusa.safetensors")],
+    [
+        ("student", "constant", "student.safetensors"),
+        ("medusa", "cosine", "medusa.safetensors"),
+        ("eagle", "cosine", "eagle.safetensors"),
+    ],
 )
 def test_resume_continues_from_the_checkpoint(tiny_folder, tmp_path, kind, schedule, weights):
     folder, prompts = tiny_folder

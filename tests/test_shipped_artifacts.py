@@ -10,7 +10,11 @@ import pytest
 from decbench.models import SHIPPED, artifact_path
 from decbench.settings import SamplingSettings
 
-PROFILES = {"medusa": "smollm2-135m-medusa", "speculative": "smollm2-135m-student"}
+PROFILES = {
+    "eagle": "smollm2-135m-eagle",
+    "medusa": "smollm2-135m-medusa",
+    "speculative": "smollm2-135m-student",
+}
 
 
 @pytest.mark.parametrize("alias", sorted(SHIPPED))

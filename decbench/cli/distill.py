@@ -1,4 +1,4 @@
-"""`decbench distill TARGET --kind student|medusa --out DIR`: self-distilled drafts."""
+"""`decbench distill TARGET --kind student|medusa|eagle --out DIR`: self-distilled drafts."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ Examples:
 
   decbench distill smollm2-135m --kind medusa --steps 4000 --lr 2e-3 --lr-schedule cosine --out drafts/medusa
 
+  decbench distill smollm2-135m --kind eagle --vocab-subset 8192 --batch 16 --steps 1500 --out drafts/eagle
+
   decbench distill smollm2-135m --kind student --out drafts/student --resume
 
   decbench generate "Hi" --profile speculative --set method.draft=drafts/student
@@ -31,12 +33,27 @@ Examples:
 def distill(
     target: Annotated[str, typer.Argument(help="Target model alias, folder or cached HF id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds checkpoints).")],
-    kind: Annotated[str, typer.Option("--kind", help="student, medusa or dllm.")] = "student",
+    kind: Annotated[
+        str, typer.Option("--kind", help="student, medusa, eagle or dllm.")
+    ] = "student",
     layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = 2,
     vocab_subset: Annotated[
         int, typer.Option("--vocab-subset", help="Head over the N most frequent tokens (0 = all).")
     ] = 0,
     heads: Annotated[int, typer.Option("--heads", help="medusa: number of heads.")] = 3,
+    k: Annotated[
+        int, typer.Option("--k", help="student, eagle: draft length of the held-out estimate.")
+    ] = 4,
+    unroll: Annotated[
+        int,
+        typer.Option(
+            "--unroll", help="eagle: train the first N chain steps as decoding runs them."
+        ),
+    ] = 1,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="eagle: start from this trained draft (folder or alias)."),
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 200,
     batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-4,
@@ -63,11 +80,13 @@ def distill(
     threads: o.ThreadsOpt = None,
     json_out: o.JsonOpt = False,
 ) -> None:
-    """Train a draft for TARGET on the target's own generations (forward KL).
+    """Train a draft for TARGET on the target's own generations.
 
     student: a few of the target's layers on its embeddings, optionally with a reduced
-    vocabulary head; load it with draft = "DIR". medusa: K heads on the target's last hidden
-    state; load them with heads = "DIR". Prints held-out acceptance and MAT at the end.
+    vocabulary head (forward KL); load it with draft = "DIR". medusa: K heads on the target's
+    last hidden state (forward KL); load them with heads = "DIR". eagle: one decoder layer that
+    extrapolates the target's last hidden state (feature regression plus KL); load it with
+    method = "eagle", draft = "DIR". Prints held-out acceptance and MAT at the end.
     """
     out_ = Output(Mode.json if json_out else Mode.human)
     if kind == "dllm":  # a masked-diffusion model adapted from TARGET (`make dllm`)
@@ -82,6 +101,9 @@ def distill(
         layers=layers,
         vocab_subset=vocab_subset,
         heads=heads,
+        k=k,
+        unroll=unroll,
+        init=init,
         steps=steps,
         batch=batch,
         lr=lr,

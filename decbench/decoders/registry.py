@@ -19,6 +19,7 @@ _BUILTINS = [
     "decbench.decoders.speculative.recycling",
     "decbench.decoders.speculative.aded",
     "decbench.decoders.speculative.medusa",
+    "decbench.decoders.speculative.eagle",
     "decbench.decoders.contrastive",
     "decbench.decoders.momentum",
     "decbench.decoders.beam",

@@ -1,21 +1,23 @@
-"""The distillation loop shared by students and Medusa heads.
+"""The distillation loop shared by students, Medusa heads and EAGLE drafts.
 
 1. data: the target's greedy continuations of the prompts (data.py, cached); the last
-   `heldout` sequences are never trained on. Medusa also caches the target's last hidden state
-   of every sequence (data.last_hidden_states): the target is frozen and the heads read nothing
-   else, so its forward runs once, not once per step.
+   `heldout` sequences are never trained on. Medusa and EAGLE also cache the target's last
+   hidden state of every sequence (data.last_hidden_states): the target is frozen and those
+   drafts read nothing else from it, so its forward runs once, not once per step.
 2. steps: a batch of sequences → the target's distributions (student: one target forward, no
    grad; medusa: `hidden @ lm_head.T` over the heads' vocabulary, from the cache) → the draft's
    logits → forward KL to the target's distributions (soft cross-entropy; over the subset for a
    reduced head) → AdamW. A running greedy acceptance estimate (draft argmax == the target's
    token) is reported. Medusa trains at the positions decoding drafts from: the last prompt
-   token and the continuation.
+   token and the continuation. EAGLE (eagle.py) instead regresses the next feature and adds
+   the KL of its next-token distribution, at the same positions.
 3. every `checkpoint_every` steps an atomic checkpoint (temp file + rename) of the trained
    weights, the optimizer and the step; `resume` continues from it with the same batches.
 4. the end: held-out acceptance rate and MAT for greedy chain drafting with K tokens, simulated
    exactly on the held-out continuations (teacher forcing gives the draft the very contexts it
    would see while its drafts keep matching), and for Medusa each head's top-1 and top-2
-   accuracy; the folder gets the draft and `distill.json` with the command, seed, data file and
+   accuracy; EAGLE runs its real incremental chain (eagle.EagleChain) on the target's cached
+   features; the folder gets the draft and `distill.json` with the command, seed, data file and
    checksum, the loss log and the held-out numbers.
 """
 
@@ -35,11 +37,12 @@ import torch
 
 from decbench.backends.loader import load_runner
 from decbench.errors import ConfigError
+from decbench.models import artifact_path
 from decbench.settings import BackendSettings, ModelSettings
-from decbench.train import medusa, student
+from decbench.train import eagle, medusa, student
 from decbench.train.data import Sequence, last_hidden_states, make_data, read_prompts, sha256
 
-KINDS = ("student", "medusa")
+KINDS = ("student", "medusa", "eagle")
 SCHEDULES = ("constant", "cosine")
 CHECKPOINT = "checkpoint.pt"
 
@@ -47,7 +50,7 @@ CHECKPOINT = "checkpoint.pt"
 @dataclass
 class DistillConfig:
     target: str
-    kind: str  # student | medusa
+    kind: str  # student | medusa | eagle
     out: Path
     layers: int = 2  # student: decoder layers kept (evenly spaced)
     vocab_subset: int = 0  # head over the N most frequent tokens; 0 = full vocabulary
@@ -64,6 +67,8 @@ class DistillConfig:
     max_new_tokens: int = 96
     checkpoint_every: int = 25
     k: int = 4  # draft length for the held-out estimate
+    unroll: int = 1  # eagle: training passes, pass s trains the chain's s-th token
+    init: str | None = None  # eagle: start from this trained draft (its weights and subset)
     threads: int = 0
     device: str = "cpu"
 
@@ -103,11 +108,13 @@ class DistillReport:
 def validate(config: DistillConfig) -> None:
     if config.kind not in KINDS:
         raise ConfigError(f"--kind: '{config.kind}' is not one of {', '.join(KINDS)}")
+    if config.init and config.kind != "eagle":
+        raise ConfigError("--init: only --kind eagle starts from a trained draft")
     if config.lr_schedule not in SCHEDULES:
         raise ConfigError(
             f"--lr-schedule: '{config.lr_schedule}' is not one of {', '.join(SCHEDULES)}"
         )
-    for name in ("steps", "batch", "heads", "layers", "k", "checkpoint_every", "seq_len"):
+    for name in ("steps", "batch", "heads", "layers", "k", "unroll", "checkpoint_every", "seq_len"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
     if config.n_prompts <= config.heldout:
@@ -164,7 +171,7 @@ class Distiller:
         config: DistillConfig,
         target,
         sequences: list[Sequence],
-        states: list[torch.Tensor] | None = None,  # medusa: [n_i, hidden] per sequence
+        states: list[torch.Tensor] | None = None,  # medusa, eagle: [n_i, hidden] per sequence
     ) -> None:
         self.config = config
         self.target = target.model
@@ -179,17 +186,33 @@ class Distiller:
             self.layers = student.pick_layers(total, config.layers)
             self.draft = student.build_student(self.target, self.layers, self.subset)
             self.trained = student.trainable(self.draft)
-        else:
+        elif config.kind == "medusa":
             hidden = self.target.config.hidden_size
             self.heads = medusa.MedusaHeads(hidden, config.heads, self.subset)
             self.head_rows = self.heads.rows(self.target.get_output_embeddings().weight)
             self.trained = self.heads
+        else:
+            if config.init:
+                self.eagle, _ = eagle.load_eagle(artifact_path(config.init))
+                self.eagle.requires_grad_(True)
+                self.subset = self.eagle.subset
+            else:
+                shape = eagle.EagleShape.of(self.target.config)
+                self.eagle = eagle.EagleDraft(shape, self.subset)
+            self.eagle.to(self.target.device)
+            self.head_rows = self.eagle.rows(self.target.get_output_embeddings().weight)
+            self.embed = self.target.get_input_embeddings().weight
+            self.trained = self.eagle
         self.trained.train()
 
-    def loss(self, picks: list[int]) -> tuple[torch.Tensor, float]:
+    def loss(
+        self, picks: list[int], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, float]:
         """(mean loss, fraction of positions where the draft's argmax is the target's)."""
         if self.config.kind == "medusa":
             return self.medusa_loss(picks)
+        if self.config.kind == "eagle":
+            return self.eagle_loss(picks, generator)
         rows = [self.sequences[i] for i in picks]
         ids, mask = (
             x.to(self.target.device) for x in make_batch(rows, self.config.seq_len, self.pad)
@@ -232,6 +255,54 @@ class Distiller:
         losses, hits = torch.cat(losses), torch.cat(hits)
         return losses.sum() / max(len(losses), 1), hits.sum().item() / max(len(hits), 1)
 
+    def eagle_loss(
+        self, picks: list[int], generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, float]:
+        """Whole rows from the start (the draft attends over the prompt's features too), cut at
+        `seq_len`, right-padded; features from the cache. Only the rows decoding drafts from
+        count: the last prompt token's and the continuation's."""
+        rows = [self.sequences[i] for i in picks]
+        ids, mask = make_batch(rows, self.config.seq_len, self.pad)
+        features = torch.zeros(*ids.shape, self.head_rows.shape[1])
+        scored = torch.zeros(ids.shape[0], ids.shape[1] - 1, dtype=torch.bool)
+        for row, i in enumerate(picks):
+            n = int(mask[row].sum())
+            features[row, :n] = self.states[i][:n].float()
+            scored[row, rows[row].prompt_len - 1 :] = True
+        device = self.head_rows.device
+        return eagle.eagle_loss(
+            self.eagle,
+            self.embed,
+            self.head_rows,
+            ids.to(device),
+            features.to(device),
+            mask.to(device),
+            generator,
+            scored.to(device),
+            self.config.unroll,
+        )
+
+    @torch.no_grad()
+    def eagle_heldout(self, seq: Sequence, features: torch.Tensor) -> list[int]:
+        """[steps] accepted tokens of each step of chain drafting with K tokens, simulated
+        exactly: the draft sees the target's features of everything before the pending token."""
+        truth, c = seq.ids, seq.prompt_len
+        chain = eagle.EagleChain(self.eagle, self.embed, self.head_rows)
+        features = features.to(self.head_rows.device, torch.float32)
+        chain.extend(features[:c], truth[1 : c + 1])
+        accepted = []
+        while c < len(truth) - 1:
+            k = min(self.config.k, len(truth) - 1 - c)
+            guess = chain.chain(k)
+            a = 0
+            while a < k and guess[a] == truth[c + a + 1]:
+                a += 1
+            accepted.append((a, k))
+            after = truth[c + 1 : c + a + 2]  # short at the end: no bonus token in the data
+            chain.extend(features[c : c + len(after)], after)
+            c += a + 1
+        return accepted
+
     @torch.no_grad()
     def heldout(
         self, sequences: list[Sequence], states: list[torch.Tensor] | None = None
@@ -243,6 +314,15 @@ class Distiller:
         top, positions = torch.zeros(2, heads), torch.zeros(heads)  # [top-1/2, heads], [heads]
         for index, seq in enumerate(sequences):
             truth = seq.ids
+            if self.config.kind == "eagle":
+                for a, k in self.eagle_heldout(seq, states[index]):
+                    accepted, drafted, steps, tokens = (
+                        accepted + a,
+                        drafted + k,
+                        steps + 1,
+                        tokens + a + 1,
+                    )
+                continue
             if self.config.kind == "student":
                 ids = torch.tensor([truth], device=self.target.device)
                 preds = self.draft(input_ids=ids).logits[0].argmax(-1).tolist()
@@ -292,8 +372,10 @@ class Distiller:
             tokenizer.save_pretrained(folder)
             if getattr(self.target, "generation_config", None) is not None:
                 self.target.generation_config.save_pretrained(folder)
-        else:
+        elif self.config.kind == "medusa":
             medusa.save_heads(self.heads, folder, record)
+        else:
+            eagle.save_eagle(self.eagle, folder, record)
 
 
 def head_hits(
@@ -348,7 +430,7 @@ def run_distill(
         on_progress=lambda i, n: progress(f"generated {i}/{n}"),
     )
     states = None
-    if config.kind == "medusa":
+    if config.kind in ("medusa", "eagle"):
         progress("the target's last hidden states of every sequence (cached)")
         states = last_hidden_states(
             target, data_path, sequences, on_progress=lambda i, n: progress(f"hidden {i}/{n}")
@@ -375,11 +457,13 @@ def run_distill(
     loss_value = float("nan")
     for step in range(start, config.steps):
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        loss, hit = distiller.loss(pick(len(train), config.batch, generator))
+        loss, hit = distiller.loss(pick(len(train), config.batch, generator), generator)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.zero_grad()
         loss.backward()
+        if config.kind == "eagle":
+            torch.nn.utils.clip_grad_norm_(distiller.trained.parameters(), eagle.GRAD_CLIP)
         optimizer.step()
         loss_value = loss.item()
         running = hit if running is None else 0.9 * running + 0.1 * hit
@@ -414,6 +498,9 @@ def run_distill(
         "log": log,
         "heldout": asdict(result),
     }
+    if config.init:  # the run it continued, so the recipe stays complete
+        previous = artifact_path(config.init) / "distill.json"
+        record["init"] = json.loads(previous.read_text()) if previous.is_file() else None
     write_outputs(out, distiller, record, target.tokenizer)
     return DistillReport(
         "decbench/distill/v1", config.kind, str(out), config.steps, start, loss_value, result, data
@@ -426,7 +513,7 @@ def write_outputs(out: Path, distiller: Distiller, record: dict, tokenizer) -> N
     try:
         distiller.save(tmp, record, tokenizer)
         (tmp / "distill.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        markers = {student.MARKER, medusa.MARKER}
+        markers = {student.MARKER, medusa.MARKER, eagle.MARKER}
         names = sorted(tmp.iterdir(), key=lambda p: p.name in markers)  # marker last
         for path in names:
             os.replace(path, out / path.name)

@@ -42,7 +42,7 @@ def run_speculative(
     logits of every prompt position and the proposer observes them first, as if the prompt had
     been a verified chain (rows: prompt[0], then each later prompt token). A proposer with
     `wants_hidden` also gets the target's last hidden states with every feedback, and after the
-    prefill a feedback with the last prompt position's hidden state."""
+    prefill a feedback with those of every prompt position, rows as under `observe_prefill`."""
     state = GenerationState(method, params, target, request)
     sampling = request.sampling
     generator = None if sampling.greedy else make_generator(sampling)
@@ -62,9 +62,10 @@ def run_speculative(
         with timer.phase("draft"):
             seen = Draft(list(prompt[1:]))
             proposer.observe(Feedback(0, 0, state.tokens, seen, prefill[0], None, prompt[0]))
-    if hidden:
-        last = out.hidden[0, -1:]  # [1, hidden]
-        proposer.observe(Feedback(0, 0, state.tokens, None, None, None, prompt[-1], last))
+    if hidden:  # every prompt row, as if the prompt had been a verified chain
+        n = len(prompt) - 1
+        seen = Draft(list(prompt[1:]))
+        proposer.observe(Feedback(n, n, state.tokens, seen, None, None, prompt[0], out.hidden[0]))
     del prefill, out  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
 
     while not state.done:

@@ -70,8 +70,8 @@ class Feedback:
     path: list[int] | None = None  # [accepted] tree nodes of the accepted path (trees only)
     pending: int | None = None  # the token the verify forward ran first (row 0 of `logits`)
     hidden: torch.Tensor | None = None  # [rows, hidden] the target's last hidden states, rows as
-    # in `logits`, for proposers that ask for them (`wants_hidden`); after the prefill: [1, hidden]
-    # of the last prompt position
+    # in `logits`, for proposers that ask for them (`wants_hidden`); after the prefill: [n_prompt,
+    # hidden], the prompt seen as a verified chain (pending = prompt[0], accepted = n_prompt - 1)
 
 
 def last_row(feedback: Feedback) -> int:
