@@ -25,13 +25,14 @@ Stored as `eagle.safetensors` with the marker `decbench-eagle.json` (shape and t
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from decbench.train import stored
 
 MARKER = "decbench-eagle.json"
 WEIGHTS = "eagle.safetensors"
@@ -258,37 +259,13 @@ class EagleChain:
 
 
 def save_eagle(draft: EagleDraft, folder: Path, record: dict, dtype=torch.bfloat16) -> None:
-    from safetensors.torch import save_file
-
-    state = {
-        k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
-        for k, v in draft.state_dict().items()
-    }
-    save_file(state, str(Path(folder) / WEIGHTS))
     subset = None if draft.subset is None else len(draft.subset)
-    marker = {
-        "schema": SCHEMA,
-        **record,
-        "shape": asdict(draft.shape),
-        "vocab_subset": subset,
-        "dtype": str(dtype),
-    }
-    (Path(folder) / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    fields = {"schema": SCHEMA, **record, "shape": asdict(draft.shape), "vocab_subset": subset}
+    stored.save_module(draft, folder, WEIGHTS, MARKER, fields, dtype)
 
 
 def load_eagle(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[EagleDraft, dict]:
-    from safetensors.torch import load_file
-
-    from decbench.errors import ConfigError
-
-    folder = Path(folder).expanduser()
-    if not (folder / MARKER).is_file():
-        raise ConfigError(
-            f"method.draft: '{folder}' has no {MARKER} (make one with decbench distill --kind eagle)"
-        )
-    record = json.loads((folder / MARKER).read_text())
-    state = load_file(str(folder / WEIGHTS))
-    subset = state.pop("subset", None)
+    state, subset, record = stored.read_module(folder, WEIGHTS, MARKER, "method.draft", "eagle")
     draft = EagleDraft(EagleShape(**record["shape"]), subset)
-    draft.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    draft.load_state_dict(state, strict=False)
     return draft.to(dtype).eval().requires_grad_(False), record

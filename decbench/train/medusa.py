@@ -14,11 +14,12 @@ marker `decbench-medusa.json` naming the target.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from decbench.train import stored
 
 MARKER = "decbench-medusa.json"
 WEIGHTS = "medusa.safetensors"
@@ -53,38 +54,13 @@ class MedusaHeads(nn.Module):
 
 
 def save_heads(heads: MedusaHeads, folder: Path, record: dict, dtype=torch.bfloat16) -> None:
-    from safetensors.torch import save_file
-
-    state = {
-        k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
-        for k, v in heads.state_dict().items()
-    }
-    save_file(state, str(Path(folder) / WEIGHTS))
     subset = None if heads.subset is None else len(heads.subset)
-    marker = {
-        "schema": SCHEMA,
-        **record,
-        "heads": len(heads.blocks),
-        "vocab_subset": subset,
-        "dtype": str(dtype),
-    }
-    (Path(folder) / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    fields = {"schema": SCHEMA, **record, "heads": len(heads.blocks), "vocab_subset": subset}
+    stored.save_module(heads, folder, WEIGHTS, MARKER, fields, dtype)
 
 
 def load_heads(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[MedusaHeads, dict]:
-    from safetensors.torch import load_file
-
-    from decbench.errors import ConfigError
-
-    folder = Path(folder).expanduser()
-    if not (folder / MARKER).is_file():
-        raise ConfigError(
-            f"method.heads: '{folder}' has no {MARKER} (make one with decbench distill --kind medusa)"
-        )
-    record = json.loads((folder / MARKER).read_text())
-    state = load_file(str(folder / WEIGHTS))
-    hidden = state["blocks.0.weight"].shape[0]
-    subset = state.pop("subset", None)
-    heads = MedusaHeads(hidden, record["heads"], subset)
-    heads.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    state, subset, record = stored.read_module(folder, WEIGHTS, MARKER, "method.heads", "medusa")
+    heads = MedusaHeads(state["blocks.0.weight"].shape[0], record["heads"], subset)
+    heads.load_state_dict(state, strict=False)
     return heads.to(dtype).eval().requires_grad_(False), record

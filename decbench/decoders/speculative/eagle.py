@@ -30,6 +30,7 @@ from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerCont
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.train.eagle import EagleChain, EagleDraft, load_eagle
+from decbench.train.stored import check_fits
 
 
 @dataclass
@@ -85,14 +86,8 @@ class Eagle(Decoder):
         draft, record = load_eagle(artifact_path(options.draft), target.model.dtype)
         embed = target.model.get_input_embeddings().weight.detach()  # [vocab, hidden]
         weight = target.model.get_output_embeddings().weight.detach()
-        if draft.shape.hidden != weight.shape[1]:
-            raise ConfigError(
-                f"method.draft: '{options.draft}' was trained for a hidden size of "
-                f"{draft.shape.hidden} (target {record.get('target')}), but '{target.name}' "
-                f"has {weight.shape[1]}"
-            )
-        if draft.subset is not None and int(draft.subset.max()) >= weight.shape[0]:
-            raise ConfigError(f"method.draft: '{options.draft}' scores tokens outside the vocab")
+        hidden, subset = draft.shape.hidden, draft.subset
+        check_fits("method.draft", options.draft, hidden, subset, record, target.name, weight)
         self.draft: EagleDraft = draft.to(target.device)
         if kernels.in_use(target.model) == "decbench":  # the draft decodes one row at a time too
             kernels.install(self.draft)

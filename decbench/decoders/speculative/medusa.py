@@ -34,6 +34,7 @@ from decbench.decoders.speculative.typical import typical_rule
 from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 from decbench.train.medusa import MedusaHeads, load_heads
+from decbench.train.stored import check_fits
 
 ACCEPTANCE = ("exact", "typical")
 
@@ -114,14 +115,8 @@ class Medusa(Decoder):
 
         heads, record = load_heads(artifact_path(options.heads), target.model.dtype)
         weight = target.model.get_output_embeddings().weight.detach()  # [vocab, hidden]
-        if heads.blocks[0].weight.shape[1] != weight.shape[1]:
-            raise ConfigError(
-                f"method.heads: '{options.heads}' was trained for a hidden size of "
-                f"{heads.blocks[0].weight.shape[1]} (target {record.get('target')}), "
-                f"but '{target.name}' has {weight.shape[1]}"
-            )
-        if heads.subset is not None and int(heads.subset.max()) >= weight.shape[0]:
-            raise ConfigError(f"method.heads: '{options.heads}' scores tokens outside the vocab")
+        hidden, subset = heads.blocks[0].weight.shape[1], heads.subset
+        check_fits("method.heads", options.heads, hidden, subset, record, target.name, weight)
         self.heads = heads.to(target.device)
         self.rows = heads.rows(weight).to(target.device)
         self.record = record
