@@ -60,7 +60,8 @@ dllm: install
 # threads. EAGLE: ~35 min of target generations for 2568 prompts and ~10 of caching their
 # features, ~40 min of training, then ~15 min of unrolled fine-tuning (--init). Medusa: ~8 min of
 # generations for 640 prompts, then ~25 min of training; the student: ~5 min of generations for
-# 300 prompts, then ~15 min. Each folder's distill.json records its run.
+# 300 prompts, then ~15 min. Each folder's distill.json records its run. The shipped Medusa heads
+# predate the trainer's cached features (commit 156f29d), so rebuilding them gives other heads.
 ARTIFACTS := decbench/artifacts
 EAGLE_BASE ?= /tmp/decbench-eagle-base
 DISTILL_DATA := --n-prompts 300 --heldout 12 --max-new-tokens 128 --batch 4 --threads 2
