@@ -191,6 +191,15 @@ def test_eagle_init_starts_from_a_trained_draft(tiny_folder, tmp_path):
     assert record["init"]["command"] == ["x"] and record["config"]["init"] == str(first)
     with pytest.raises(ConfigError, match="--init"):
         run_distill(distill_config(folder, prompts, tmp_path / "s", init=str(first)), ["x"])
+    from decbench.train.eagle import EagleDraft, EagleShape, save_eagle
+
+    other = tmp_path / "other"  # made for a hidden size of 16: the target has 32
+    other.mkdir()
+    save_eagle(EagleDraft(EagleShape(16, 2, 2, 8, 32)), other, {"target": "elsewhere"})
+    with pytest.raises(ConfigError, match="hidden size of 16"):
+        run_distill(
+            distill_config(folder, prompts, tmp_path / "o", kind="eagle", init=str(other)), ["x"]
+        )
 
 
 @pytest.mark.parametrize(

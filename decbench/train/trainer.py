@@ -41,6 +41,7 @@ from decbench.models import artifact_path
 from decbench.settings import BackendSettings, ModelSettings
 from decbench.train import eagle, medusa, student
 from decbench.train.data import Sequence, last_hidden_states, make_data, read_prompts, sha256
+from decbench.train.stored import check_fits
 
 KINDS = ("student", "medusa", "eagle")
 SCHEDULES = ("constant", "cosine")
@@ -193,7 +194,10 @@ class Distiller:
             self.trained = self.heads
         else:
             if config.init:
-                self.eagle, _ = eagle.load_eagle(artifact_path(config.init))
+                self.eagle, record = eagle.load_eagle(artifact_path(config.init))
+                weight = self.target.get_output_embeddings().weight
+                hidden, subset = self.eagle.shape.hidden, self.eagle.subset
+                check_fits("--init", config.init, hidden, subset, record, config.target, weight)
                 self.eagle.requires_grad_(True)
                 self.subset = self.eagle.subset
             else:
