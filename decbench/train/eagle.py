@@ -88,13 +88,15 @@ class EagleDraft(nn.Module):
         self.up_proj = nn.Linear(h, shape.intermediate, bias=False)
         self.down_proj = nn.Linear(shape.intermediate, h, bias=False)
         self.register_buffer("subset", None if subset is None else subset.long())  # [v'] ids
+        self._inv_freq: torch.Tensor | None = None  # RoPE frequencies, kept out of .to(dtype)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """[n] positions -> (cos, sin) [n, head_dim], in the Llama (rotate-half) layout."""
-        d = self.shape.head_dim
-        inv = 1.0 / self.shape.rope_theta ** (
-            torch.arange(0, d, 2, device=positions.device, dtype=torch.float32) / d
-        )
+        inv = self._inv_freq
+        if inv is None or inv.device != positions.device:  # once, not in every draft step
+            d = self.shape.head_dim
+            steps = torch.arange(0, d, 2, device=positions.device, dtype=torch.float32)
+            inv = self._inv_freq = 1.0 / self.shape.rope_theta ** (steps / d)  # float32 always
         angles = positions.float()[:, None] * inv[None]  # [n, d/2]
         angles = torch.cat([angles, angles], -1)
         return angles.cos().to(dtype), angles.sin().to(dtype)

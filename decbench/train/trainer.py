@@ -287,84 +287,52 @@ class Distiller:
         )
 
     @torch.no_grad()
-    def eagle_heldout(self, seq: Sequence, features: torch.Tensor) -> list[int]:
-        """[steps] accepted tokens of each step of chain drafting with K tokens, simulated
-        exactly: the draft sees the target's features of everything before the pending token."""
-        truth, c = seq.ids, seq.prompt_len
-        chain = eagle.EagleChain(self.eagle, self.embed, self.head_rows)
-        features = features.to(self.head_rows.device, torch.float32)
-        chain.extend(features[:c], truth[1 : c + 1])
-        accepted = []
-        while c < len(truth) - 1:
-            k = min(self.config.k, len(truth) - 1 - c)
-            guess = chain.chain(k)
-            a = 0
-            while a < k and guess[a] == truth[c + a + 1]:
-                a += 1
-            accepted.append((a, k))
-            after = truth[c + 1 : c + a + 2]  # short at the end: no bonus token in the data
-            chain.extend(features[c : c + len(after)], after)
-            c += a + 1
-        return accepted
-
-    @torch.no_grad()
     def heldout(
         self, sequences: list[Sequence], states: list[torch.Tensor] | None = None
     ) -> HeldOut:
-        """Greedy chain drafting with K tokens simulated on each held-out continuation."""
+        """Greedy chain drafting simulated on each held-out continuation (walk_chains)."""
         self.trained.eval()
-        accepted = drafted = steps = tokens = 0
         heads = self.config.heads if self.config.kind == "medusa" else 0
         top, positions = torch.zeros(2, heads), torch.zeros(heads)  # [top-1/2, heads], [heads]
+        walked: list[tuple[int, int]] = []
         for index, seq in enumerate(sequences):
-            truth = seq.ids
-            if self.config.kind == "eagle":
-                for a, k in self.eagle_heldout(seq, states[index]):
-                    accepted, drafted, steps, tokens = (
-                        accepted + a,
-                        drafted + k,
-                        steps + 1,
-                        tokens + a + 1,
-                    )
-                continue
+            truth, start = seq.ids, seq.prompt_len
             if self.config.kind == "student":
                 ids = torch.tensor([truth], device=self.target.device)
                 preds = self.draft(input_ids=ids).logits[0].argmax(-1).tolist()
-
-                # draft i of a step at pending position c is preds[c + i] (predicts c + i + 1)
-                def guess(c, i, preds=preds):
-                    return preds[c + i]
-            else:
+                # the draft's guess for position c + i + 1 is its prediction at c + i
+                walked += walk_chains(truth, start, self.config.k, lambda c, k, p=preds: p[c:])
+            elif self.config.kind == "medusa":
                 hidden = states[index].to(self.head_rows.device, torch.float32)  # [n, hidden]
                 head = self.heads(hidden, self.head_rows)  # [n, heads, v']
                 hits, count = head_hits(head, truth, seq.prompt_len - 1, self.heads.token_ids)
                 top, positions = top + hits, positions + count
                 preds = self.heads.token_ids(head.argmax(-1)).tolist()  # [n][heads]
-
                 # drafts at pending position c come from the hidden state at c - 1
-                def guess(c, i, preds=preds):
-                    return preds[c - 1][i + 1 - 1] if i < self.config.heads else -1
+                walked += walk_chains(truth, start, heads, lambda c, k, p=preds: p[c - 1])
+            else:  # the draft's real incremental chain on the target's features
+                chain = eagle.EagleChain(self.eagle, self.embed, self.head_rows)
+                features = states[index].to(self.head_rows.device, torch.float32)
+                chain.extend(features[:start], truth[1 : start + 1])
 
-            c = seq.prompt_len
-            while c < len(truth) - 1:
-                k = min(
-                    self.config.k if self.config.kind == "student" else self.config.heads,
-                    len(truth) - 1 - c,
+                def accepted(c: int, a: int, chain=chain, features=features, truth=truth):
+                    after = truth[c + 1 : c + a + 2]  # short at the end: no bonus in the data
+                    chain.extend(features[c : c + len(after)], after)
+
+                walked += walk_chains(
+                    truth, start, self.config.k, lambda c, k, ch=chain: ch.chain(k), accepted
                 )
-                a = 0
-                while a < k and guess(c, a) == truth[c + a + 1]:
-                    a += 1
-                accepted, drafted, steps, tokens = (
-                    accepted + a,
-                    drafted + k,
-                    steps + 1,
-                    tokens + a + 1,
-                )
-                c += a + 1
         self.trained.train()
+        accepted_tokens = sum(a for a, _ in walked)
+        drafted = sum(k for _, k in walked)
+        tokens = accepted_tokens + len(walked)  # each step also emits the bonus
         top1, top2 = (top / positions.clamp(min=1)).tolist()
         return HeldOut(
-            accepted / max(drafted, 1), tokens / max(steps, 1), len(sequences), top1, top2
+            accepted_tokens / max(drafted, 1),
+            tokens / max(len(walked), 1),
+            len(sequences),
+            top1,
+            top2,
         )
 
     def state(self) -> dict:
@@ -380,6 +348,28 @@ class Distiller:
             medusa.save_heads(self.heads, folder, record)
         else:
             eagle.save_eagle(self.eagle, folder, record)
+
+
+def walk_chains(
+    truth: list[int],  # prompt + the target's greedy continuation
+    start: int,  # the first pending position (the prompt's length)
+    depth: int,  # tokens drafted per step (fewer near the end)
+    guesses: Callable[[int, int], list[int]],  # (pending c, k) -> guesses for c+1, c+2, ...
+    accepted: Callable[[int, int], None] = lambda _c, _a: None,  # told (c, a) after each step
+) -> list[tuple[int, int]]:
+    """[(accepted, drafted)] of each step of greedy chain drafting along `truth`: teacher forcing
+    gives the draft the very contexts decoding would while its guesses keep matching."""
+    steps, c = [], start
+    while c < len(truth) - 1:
+        k = min(depth, len(truth) - 1 - c)
+        guess = guesses(c, k)
+        a = 0
+        while a < k and guess[a] == truth[c + a + 1]:
+            a += 1
+        steps.append((a, k))
+        accepted(c, a)
+        c += a + 1
+    return steps
 
 
 def head_hits(
