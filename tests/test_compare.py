@@ -502,7 +502,6 @@ def test_compare_bad_input(monkeypatch, capsys, args, message):
 
 
 def test_plot(tmp_path, tiny_contenders):
-    pytest.importorskip("matplotlib")
     from decbench.compare import plot
 
     summary, _ = run_compare(tiny_plan(tiny_contenders), contenders=tiny_contenders)

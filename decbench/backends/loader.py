@@ -6,16 +6,20 @@ import contextlib
 import io
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from decbench.backends import kernels
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
-from decbench.models import resolve
+from decbench.models import damage, heal, resolve
 from decbench.settings import BackendSettings, ModelSettings
 
+# what a damaged or unreadable model folder raises from transformers' loaders
+LOAD_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, SafetensorError)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -51,9 +55,8 @@ def load_runner(
     backend: BackendSettings,
     progress: Callable[[str], None] | None = None,
 ) -> ModelRunner:
-    """Resolve and load a causal LM with its tokenizer onto the backend's device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Resolve and load a causal LM with its tokenizer onto the backend's device. A cached
+    conversion of the embedded model that fails to load is converted again (models.heal)."""
     device, dtype = pick_device(backend.device), pick_dtype(backend.dtype)
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
@@ -65,17 +68,42 @@ def load_runner(
             runner = special(model.name, folder, device, dtype)
     else:
         try:
-            with _quiet_transformers():
-                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)
-                lm = AutoModelForCausalLM.from_pretrained(
-                    folder, dtype=dtype, trust_remote_code=remote
-                )
-        except (OSError, ValueError) as e:
-            raise ModelError(f"cannot load model '{model.name}' from {folder}: {e}") from e
+            tokenizer, lm = _load_pretrained(folder, dtype, remote)
+        except LOAD_ERRORS as e:
+            folder = heal(model.name, f"{type(e).__name__}: {e}", progress)
+            if folder is None:
+                raise ModelError(_load_failure(model.name, e)) from e
+            tokenizer, lm = _load_pretrained(folder, dtype, remote)
         runner = ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
     if use_kernels:
         kernels.install(runner.model)
     return runner
+
+
+def _load_pretrained(folder: Path, dtype: torch.dtype, remote: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)
+        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote)
+    return tokenizer, lm
+
+
+def _load_failure(name: str, error: Exception) -> str:
+    folder = resolve_quietly(name)
+    problem = damage(folder) if folder else None
+    if problem:
+        return (
+            f"model '{name}': the folder {folder} is damaged ({problem}); copy or download it again"
+        )
+    return f"cannot load model '{name}' from {folder}: {type(error).__name__}: {error}"
+
+
+def resolve_quietly(name: str) -> Path | None:
+    try:
+        return resolve(name)
+    except ModelError:
+        return None
 
 
 @contextlib.contextmanager

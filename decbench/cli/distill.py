@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
-from decbench.train.trainer import DistillConfig, StepStats, run_distill
+from decbench.errors import ConfigError, unknown
+from decbench.train.trainer import KINDS, DistillConfig, StepStats, run_distill
 
 EXAMPLES = """
 Examples:
@@ -34,7 +35,11 @@ def distill(
     target: Annotated[str, typer.Argument(help="Target model alias, folder or cached HF id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds checkpoints).")],
     kind: Annotated[
-        str, typer.Option("--kind", help="student, medusa, eagle or dllm.")
+        str,
+        typer.Option(
+            "--kind",
+            help="student, medusa, eagle, or dllm (a masked-diffusion model; `make dllm`).",
+        ),
     ] = "student",
     layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = 2,
     vocab_subset: Annotated[
@@ -89,7 +94,23 @@ def distill(
     method = "eagle", draft = "DIR". Prints held-out acceptance and MAT at the end.
     """
     out_ = Output(Mode.json if json_out else Mode.human)
+    if kind not in (*KINDS, "dllm"):
+        raise unknown("--kind", kind, (*KINDS, "dllm"))
     if kind == "dllm":  # a masked-diffusion model adapted from TARGET (`make dllm`)
+        given = {
+            "--vocab-subset": vocab_subset != 0,
+            "--heads": heads != 3,
+            "--k": k != 4,
+            "--unroll": unroll != 1,
+            "--init": init is not None,
+            "--lr-schedule": lr_schedule != "constant",
+            "--prompts": prompts is not None,
+            "--heldout": heldout != 8,
+            "--checkpoint-every": checkpoint_every != 25,
+            "--resume": resume,
+            "--device": device is not None,
+        }
+        refuse_options("dllm", [flag for flag, set_ in given.items() if set_])
         distill_dllm(
             out_, target, out, layers, steps, batch, lr, seed, n_prompts, max_new_tokens, threads
         )
@@ -141,6 +162,15 @@ def distill(
         f"wrote {report.out}: held-out acceptance {h.acceptance_rate:.1%}, "
         f"MAT {h.mat:.2f} on {h.sequences} sequences (greedy chains)"
     )
+
+
+def refuse_options(kind: str, flags: list[str]) -> None:
+    """Options of the other kinds are refused with --kind `kind`, not silently ignored."""
+    if flags:
+        raise ConfigError(
+            f"--kind {kind} does not take {', '.join(flags)} (it takes --layers, --steps, "
+            "--batch, --lr, --seed, --n-prompts, --max-new-tokens, --threads)"
+        )
 
 
 def distill_dllm(

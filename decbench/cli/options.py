@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from decbench.errors import ConfigError
+from decbench.files import decode_text, read_text
 from decbench.profiles import Profile, load_profile, method_profile, parse_override
 
 MethodOpt = Annotated[
@@ -68,11 +69,8 @@ def read_prompt(prompt: str) -> str:
     if prompt == "-":
         import sys
 
-        return sys.stdin.read()
+        return decode_text(sys.stdin.buffer.read(), "standard input")
     if prompt.startswith("@"):
         path = Path(prompt[1:])
-        try:
-            return path.read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read prompt file '{path}': {e.strerror}") from e
+        return read_text(path, f"prompt file '{path}'")
     return prompt

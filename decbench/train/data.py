@@ -25,6 +25,7 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.errors import ConfigError
+from decbench.files import read_text
 from decbench.models import cache_root
 
 
@@ -42,15 +43,28 @@ def read_prompts(source: str | None, limit: int) -> tuple[str, list[str]]:
         return "decbench.train.prompts", training_prompts()[:limit]
     path = Path(source).expanduser()
     if path.is_file():
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        prompts = [json.loads(x)["prompt"] if x.startswith("{") else x for x in lines]
-        return str(path), prompts[:limit]
+        text = read_text(path, f"--prompts file '{path}'")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return str(path), [_prompt_of(x, path, n) for n, x in enumerate(lines, 1)][:limit]
     try:
         from decbench.suites import get_suite
     except ImportError as e:
         raise ConfigError(f"--prompts: '{source}' is not a file") from e
     suite = get_suite(source)
     return f"suite:{source}", [s.turns[0] for s in suite.samples][:limit]
+
+
+def _prompt_of(line: str, path: Path, number: int) -> str:
+    """A plain line is the prompt; a JSON object line holds it under 'prompt'."""
+    if not line.startswith("{"):
+        return line
+    try:
+        prompt = json.loads(line)["prompt"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}:{number}: a JSON line needs a string 'prompt' ({e})") from e
+    if not isinstance(prompt, str):
+        raise ConfigError(f"{path}:{number}: 'prompt' must be a string")
+    return prompt
 
 
 def encode(runner: ModelRunner, prompt: str) -> list[int]:
