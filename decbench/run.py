@@ -98,6 +98,7 @@ class Session:
             model=self.profile.model.name,
             model_fingerprint=fingerprint(folder) if folder else None,
             kernels=kernels_in_use(self.target.model),
+            kernel_check=self.target.kernels.to_dict() if self.target.kernels else None,
             seed=self.profile.sampling.seed,
         )
 

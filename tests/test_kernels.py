@@ -75,30 +75,101 @@ def test_restore_gives_stock_modules_for_quantizers():
     )
 
 
-def test_wanted():
-    cpu = torch.device("cpu")
-    assert kernels.wanted("auto", cpu, torch.float32)
-    assert not kernels.wanted("auto", cpu, torch.bfloat16)
-    assert not kernels.wanted("stock", cpu, torch.float32)
-    assert kernels.wanted("decbench", cpu, torch.bfloat16)
-    with pytest.raises(ConfigError, match="not one of"):
-        kernels.wanted("fast", cpu, torch.float32)
+def test_check_mode():
+    for mode in kernels.MODES:
+        kernels.check_mode(mode)
+    with pytest.raises(ConfigError, match="not one of auto, decbench, stock"):
+        kernels.check_mode("fast")
+
+
+def fake_rounds(monkeypatch, decbench_s: list[float], stock_s: list[float]) -> list[str]:
+    """Replace the timed round by fixed times per kernel set; returns the sets timed, in order."""
+    from decbench.backends import kernel_check
+
+    times = {"decbench": iter([1.0, *decbench_s]), "stock": iter([1.0, *stock_s])}
+    order: list[str] = []
+
+    def timed(runner, prompt):
+        name = kernels.in_use(runner.model)
+        order.append(name)
+        return next(times[name])
+
+    monkeypatch.setattr(kernel_check, "_round", timed)
+    return order
+
+
+def test_auto_measures_both_sets_interleaved_then_caches(monkeypatch, tmp_path):
+    from decbench.backends import kernel_check
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path))
+    runner = runner_for(tiny_llama())
+    order = fake_rounds(monkeypatch, [0.010] * 7, [0.020] * 7)
+    choice = kernel_check.choose(runner, "auto", torch.float32)
+    assert (choice.kernels, choice.source) == ("decbench", "measured")
+    assert (choice.decbench_ms, choice.stock_ms) == (10.0, 20.0)
+    assert order == ["stock", "decbench"] * 8  # interleaved, round 0 is the warm-up
+    assert kernels.in_use(runner.model) == "decbench"
+    assert runner.cache_len == 0  # the check leaves no cache behind
+    again = kernel_check.choose(runner_for(tiny_llama()), "auto", torch.float32)
+    assert (again.kernels, again.source, again.stock_ms) == ("decbench", "cached", 20.0)
+    assert len(order) == 16  # no second measurement
+
+
+@pytest.mark.parametrize(
+    "decbench_s,why",
+    [([0.0195] * 7, "within the margin"), ([0.010] * 4 + [0.030] * 3, "wins too few rounds")],
+)
+def test_auto_keeps_stock_when_in_doubt(monkeypatch, tmp_path, decbench_s, why):
+    from decbench.backends import kernel_check
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path))
+    runner = runner_for(kernels.install(tiny_llama()))
+    fake_rounds(monkeypatch, decbench_s, [0.020] * 7)
+    choice = kernel_check.choose(runner, "auto", torch.float32)
+    assert choice.kernels == "stock", why
+    assert kernels.in_use(runner.model) == "stock"
+
+
+def test_fixed_modes_do_not_measure(monkeypatch, tmp_path):
+    from decbench.backends import kernel_check
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path))
+    order = fake_rounds(monkeypatch, [], [])
+    runner = runner_for(tiny_llama())
+    choice = kernel_check.choose(runner, "decbench", torch.float32)
+    assert (choice.kernels, choice.source, choice.stock_ms) == ("decbench", "asked", None)
+    assert kernels.in_use(runner.model) == "decbench"
+    assert kernel_check.choose(runner, "stock", torch.float32).kernels == "stock"
+    assert kernels.in_use(runner.model) == "stock"
+    assert order == []
+
+
+def test_real_check_runs_on_a_tiny_model(monkeypatch, tmp_path):
+    from decbench.backends import kernel_check
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path))
+    runner = runner_for(tiny_llama())
+    choice = kernel_check.choose(runner, "auto", torch.float32)
+    assert choice.kernels in ("decbench", "stock")
+    assert choice.decbench_ms > 0 and choice.stock_ms > 0
+    assert kernel_check.cache_file().is_file()
 
 
 @pytest.mark.model
-def test_default_model_greedy_is_the_same_on_stock_kernels(default_session):
+def test_default_model_greedy_is_the_same_on_stock_kernels():
     from decbench.profiles import method_profile
     from decbench.run import open_session
 
-    assert type(default_session.target.model.lm_head) is kernels.DecodeLinear
-    stock = open_session(
-        method_profile(
-            "greedy", [("generation", "max_new_tokens", 32), ("backend", "kernels", "stock")]
-        )
-    )
+    def session(kernel_set: str):
+        overrides = [("generation", "max_new_tokens", 32), ("backend", "kernels", kernel_set)]
+        return open_session(method_profile("greedy", overrides))
+
+    fast, stock = session("decbench"), session("stock")
+    assert type(fast.target.model.lm_head) is kernels.DecodeLinear
     assert type(stock.target.model.lm_head) is nn.Linear
+    assert fast.environment()["kernel_check"]["source"] == "asked"
     for prompt in ("Name three colors.", "Write a haiku about the sea."):
-        assert stock.generate(prompt).token_ids == default_session.generate(prompt).token_ids
+        assert stock.generate(prompt).token_ids == fast.generate(prompt).token_ids
 
 
 def test_compare_loads_stock_and_decode_kernel_profiles_separately():

@@ -14,9 +14,11 @@ fp32, 2 threads, MKL):
   needs no copy of the cache (another 3-4 ms of a 4-token verify).
 
 Both are exact rearrangements; logits differ from stock only by float summation order
-(~1e-5). `backend.kernels = "stock"` turns them off; `"auto"` (the default) uses them for
-float32 on CPU, where they were measured. They apply to the model object, so transformers'
-own `generate` (the `hf-*` methods) runs on them too and comparisons stay like for like.
+(~1e-5). On another CPU (Intel Xeon, AVX-512) the same arrangement was 1.75x *slower* than
+stock, so `backend.kernels = "auto"` (the default) decides by a timed check of both sets on the
+model itself (backends/kernel_check.py); "decbench" and "stock" force one set. They apply to
+the model object, so transformers' own `generate` (the `hf-*` methods) runs on them too and
+comparisons stay like for like.
 """
 
 from __future__ import annotations
@@ -105,12 +107,9 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
-def wanted(mode: str, device: torch.device, dtype: torch.dtype) -> bool:
+def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ConfigError(f"backend.kernels: '{mode}' is not one of {', '.join(MODES)}")
-    if mode == "auto":
-        return device.type == "cpu" and dtype == torch.float32
-    return mode == "decbench"
 
 
 def install(model: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from decbench.backends import kernels
+from decbench.backends import kernel_check, kernels
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
@@ -61,7 +61,7 @@ def load_runner(
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
     remote = model.trust_remote_code
-    use_kernels = kernels.wanted(backend.kernels, device, dtype)
+    kernels.check_mode(backend.kernels)
     special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
     if special is not None:
         with _quiet_transformers():
@@ -75,8 +75,7 @@ def load_runner(
                 raise ModelError(_load_failure(model.name, e)) from e
             tokenizer, lm = _load_pretrained(folder, dtype, remote)
         runner = ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
-    if use_kernels:
-        kernels.install(runner.model)
+    runner.kernels = kernel_check.choose(runner, backend.kernels, dtype)
     return runner
 
 

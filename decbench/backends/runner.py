@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -43,6 +44,7 @@ class ModelRunner:
         self.cache: DynamicCache | None = None
         self.forward_calls = 0
         self._cache_kwarg = cache_kwarg(model)
+        self.kernels: Any = None  # backends.kernel_check.KernelChoice, set by the loader
 
     # -- facts about the model -------------------------------------------------------------
     @property
