@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from decbench.cli import options as o
 from decbench.cli.compare_render import (
+    divergences,
     footnote,
     header,
     quality_table,
@@ -167,6 +168,9 @@ def compare(
     if show > 0:
         for view in side_by_side(summary, records, show):
             out.show(view)
+    diverged = divergences(summary)
+    if diverged is not None:
+        out.info(diverged)
     out.info(footnote(summary))
     if store is not None:
         out.info(f"records: {store.samples_path} · summary: {store.folder / 'summary.json'}")

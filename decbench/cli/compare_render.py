@@ -139,6 +139,43 @@ def header(summary: dict[str, Any]) -> Text:
     return Text(line, style="cyan")
 
 
+def divergences(summary: dict[str, Any]) -> Text | None:
+    """One line per profile whose outputs left the baseline's: how many, and whether each was a
+    near-tie of the target (compare/divergence.py), naming the first one that was not."""
+    lines = []
+    for profile in summary["profiles"]:
+        match = summary["results"][profile["label"]][OVERALL]["exact_match"]
+        first = match["first_divergence"] if match else None
+        if not first or not first["diverged"]:
+            continue
+        lines.append(f"{profile['label']}: {_divergence_line(first)}")
+    return Text("\n".join(lines)) if lines else None
+
+
+def _divergence_line(first: dict[str, Any]) -> str:
+    diverged = first["diverged"]
+    n = len(diverged)
+    count = f"{n} divergence{'s' if n > 1 else ''}"
+    threshold = f"margin < {first.get('near_tie_threshold', 1e-3):g}"
+    ties, bad = first.get("near_ties", 0), first.get("not_near_ties", 0)
+    unjudged = first.get("unjudged", n)
+    if unjudged == n:
+        return f"{count}, not judged (sampled runs, or records without a diagnosis)"
+    if ties == n:
+        return f"{count}, all near-ties ({threshold})"
+    worst = next(d for d in diverged if d.get("near_tie") is False) if bad else None
+    text = f"{count}: {ties} near-tie{'s' if ties != 1 else ''} ({threshold}), {bad} not"
+    if unjudged:
+        text += f", {unjudged} not judged"
+    if worst is not None:
+        text += (
+            f"; first: {worst['sample_id']} token {worst['index']}, {worst['token']} for "
+            f"{worst['baseline_token']}, logit gap {worst['gap']:.3g} (top-2 margin "
+            f"{worst['margin']:.3g})"
+        )
+    return text
+
+
 def footnote(summary: dict[str, Any]) -> Text:
     text = (
         "tok/s and speedup: median over runs (min–max below); speedup = paired ratio of tokens/s "

@@ -123,7 +123,15 @@ def run_compare(
         if todo > 0:
             contenders = contenders or open_contenders(labels, profiles, progress)
             run_interleaved(
-                contenders, samples, plan["repeat"], plan["warmup"], done, keep, on_event
+                contenders,
+                samples,
+                plan["repeat"],
+                plan["warmup"],
+                done,
+                keep,
+                on_event,
+                baseline=plan["baseline"],
+                earlier=list(records),
             )
     except KeyboardInterrupt:
         if store is not None and store.records:

@@ -18,6 +18,7 @@ from typing import Any
 
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
+from decbench.compare.divergence import diagnose
 from decbench.compare.forwards import counting_forwards
 from decbench.compare.memory import MemoryProbe
 from decbench.decoders.base import Request
@@ -274,10 +275,20 @@ def run_interleaved(
     done: set[tuple[str, str, int]],
     on_record: Callable[[dict[str, Any]], None],
     on_event: Callable[[Event], None] = lambda _e: None,
+    baseline: str | None = None,
+    earlier: list[dict[str, Any]] | None = None,
 ) -> None:
     """Run every planned (repeat, sample, profile) not in `done`; hand each finished record to
-    `on_record` at once (which stores it durably) before starting the next."""
+    `on_record` at once (which stores it durably) before starting the next. A greedy record that
+    differs from the `baseline` profile's record of the same sample and repeat (run now, or among
+    the `earlier` records of a resumed run) gets a `divergence` diagnosis (compare/divergence.py),
+    made after the timed run."""
     by_label = {c.label: c for c in contenders}
+    if baseline in by_label:  # the baseline first in each group, so its record is there to judge by
+        by_label = {baseline: by_label[baseline], **by_label}
+    base_records = {
+        (r["sample_id"], r["repeat"]): r for r in earlier or [] if r["profile"] == baseline
+    }
     plan = planned_keys(list(by_label), samples, repeat)
     todo = [(r, s, label) for r, s, label in plan if (label, s.id, r) not in done]
     finished = len(plan) - len(todo)
@@ -291,6 +302,12 @@ def run_interleaved(
             warm_up(contender, first)
     for r, sample, label in todo:
         record = run_sample(by_label[label], sample, r)
+        if label == baseline:
+            base_records[(sample.id, r)] = record
+        elif (base := base_records.get((sample.id, r))) is not None and baseline in by_label:
+            judge = by_label[baseline]
+            found = diagnose(record, base, judge.session.target, judge.profile)
+            record["divergence"] = found and {**found, "against": baseline}
         on_record(record)
         finished += 1
         on_event(Event("record", finished, len(plan), label, sample.id, record))

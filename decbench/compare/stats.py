@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from decbench.compare.divergence import NEAR_TIE
 from decbench.metrics import quality
 from decbench.metrics.quality import first_divergence
 
 OVERALL = "overall"
 
 Key = tuple[str, int]  # (sample_id, repeat)
+DIAGNOSIS_KEYS = ("turn", "position", "token", "baseline_token", "margin", "gap", "near_tie")
 
 
 def spread(values: Sequence[float]) -> dict[str, float] | None:
@@ -107,7 +109,11 @@ def exact_match(
             matched += 1
         else:
             sample_id, repeat = key(record)
-            diverged.append({"sample_id": sample_id, "repeat": repeat, "index": index})
+            entry = {"sample_id": sample_id, "repeat": repeat, "index": index}
+            diagnosis = record.get("divergence")
+            if diagnosis and diagnosis.get("against") == base["profile"]:
+                entry.update({k: diagnosis[k] for k in DIAGNOSIS_KEYS})
+            diverged.append(entry)
     pairs = matched + len(diverged)
     indices = [d["index"] for d in diverged]
     return {
@@ -118,7 +124,21 @@ def exact_match(
             "min": min(indices) if indices else None,
             "median": float(np.median(indices)) if indices else None,
             "diverged": diverged,
+            **near_ties(diverged),
         },
+    }
+
+
+def near_ties(diverged: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many divergences are near-ties of the target (compare/divergence.py), how many are
+    not, and how many could not be judged (sampled runs, or records without a diagnosis)."""
+    judged = [d for d in diverged if "near_tie" in d]
+    ties = sum(bool(d["near_tie"]) for d in judged)
+    return {
+        "near_ties": ties,
+        "not_near_ties": len(judged) - ties,
+        "unjudged": len(diverged) - len(judged),
+        "near_tie_threshold": NEAR_TIE,
     }
 
 
