@@ -86,7 +86,16 @@ def choose(
     if s.greedy:
         return greedy_tokens(logits, s, contexts)
     probs = target_distribution(logits, s, contexts)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1).tolist()
+    return draw(probs, generator).squeeze(-1).tolist()
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row of `probs` ([..., vocab]) -> [..., 1]. decbench's generators live on
+    the CPU (make_generator), so a seed gives the same stream on every device; probabilities
+    from a GPU come to the generator's device for the draw."""
+    if generator is not None and probs.device != generator.device:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator)
 
 
 def make_generator(s: SamplingSettings, device: torch.device | str = "cpu") -> torch.Generator:

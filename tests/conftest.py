@@ -3,6 +3,8 @@ default model (for integration tests, marked `model`)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -98,3 +100,13 @@ def default_session():
     from decbench.run import open_session
 
     return open_session(method_profile("greedy", [("generation", "max_new_tokens", 32)]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped where torch sees no CUDA device."""
+    if torch.cuda.is_available() or os.environ.get("DECBENCH_TEST_DEVICE") == "cpu":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

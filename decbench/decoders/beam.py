@@ -99,7 +99,8 @@ class BeamSearch:
         contexts = [prompt + beam.tokens for beam in self.beams]
         penalty = self.state.request.sampling.repetition_penalty
         logprobs = penalize(logits, contexts, penalty).log_softmax(-1)  # [n_beams, vocab]
-        totals = torch.tensor([b.total for b in self.beams])[:, None] + logprobs
+        totals = torch.tensor([b.total for b in self.beams], device=logprobs.device)[:, None]
+        totals = totals + logprobs
         vocab = logprobs.shape[-1]
         values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
         live: list[Beam] = []
@@ -128,7 +129,7 @@ class BeamSearch:
 
     def decode_step(self, live: list[Beam], first: bool) -> torch.Tensor:
         """Reorder the cache to the live beams' origins and run their last tokens."""
-        origins = torch.tensor([beam.origin for beam in live])
+        origins = torch.tensor([beam.origin for beam in live], device=self.target.device)
         if first:
             self.target.cache.batch_repeat_interleave(len(live))
         else:

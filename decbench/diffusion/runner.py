@@ -176,8 +176,10 @@ class DiffusionRunner:
         return self._no_mask(out.logits)
 
     def _no_mask(self, logits: torch.Tensor) -> torch.Tensor:
-        """float32 logits with the mask token ruled out: a denoiser never places a mask."""
-        logits = logits.float()
+        """float32 logits on the CPU, with the mask token ruled out: a denoiser never places a
+        mask. The canvas and every unmasking rule work on the CPU (a few positions per step), so
+        the logits of the rows asked for come there once per forward."""
+        logits = logits.float().cpu()
         logits[..., self.info.mask_token_id] = float("-inf")
         return logits
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.sampler import draw
+
 
 @dataclass
 class Verdict:
@@ -49,10 +51,10 @@ def rejection_sampling(
         if torch.rand((), generator=generator).item() < min(1.0, ratio):
             continue
         residual = residual_distribution(p, token, None if draft_probs is None else draft_probs[i])
-        recovered = torch.multinomial(residual, 1, generator=generator).item()
+        recovered = draw(residual, generator).item()
         return Verdict(i, int(recovered), True)
     k = len(draft_tokens)
-    bonus = torch.multinomial(target_probs[k], 1, generator=generator).item()
+    bonus = draw(target_probs[k], generator).item()
     return Verdict(k, int(bonus), False)
 
 

@@ -29,7 +29,7 @@ from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
-from decbench.sampler import greedy_tokens, target_distribution
+from decbench.sampler import draw, greedy_tokens, target_distribution
 
 SCHEDULES = ("constant", "heuristic")
 
@@ -67,7 +67,7 @@ class DraftModelProposer:
                 confidence = logits.softmax(-1).max().item() if self.options.p_min else 1.0
             else:
                 q = target_distribution(logits, sampling, contexts)[0]
-                token = int(torch.multinomial(q, 1, generator=ctx.generator).item())
+                token = int(draw(q, ctx.generator).item())
                 confidence = q.max().item()
             if i > 0 and confidence < self.options.p_min:
                 break

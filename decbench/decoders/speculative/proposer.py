@@ -46,7 +46,7 @@ class Draft:
         """q(x_i) of each drafted token, for the trace."""
         if self.draft_probs is None:
             return None
-        index = torch.tensor(self.tokens, dtype=torch.long)[:, None]
+        index = torch.tensor(self.tokens, dtype=torch.long, device=self.draft_probs.device)[:, None]
         return self.draft_probs.gather(1, index).squeeze(1).tolist()
 
 

@@ -90,7 +90,8 @@ class AdjacencyMatrix:
     def update(self, tokens: torch.Tensor, logits: torch.Tensor) -> None:
         """tokens: [n] inputs of a forward; logits: [n, vocab] its outputs at those inputs."""
         k = self.table.shape[1]
-        self.table[tokens] = logits.topk(k, dim=-1).indices.to(torch.int32)
+        top = logits.topk(k, dim=-1).indices  # on the target's device
+        self.table[tokens] = top.to(device=self.table.device, dtype=torch.int32)
         self.updates += 1
 
     def stats(self) -> dict:

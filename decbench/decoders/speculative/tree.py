@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from decbench.decoders.speculative.proposer import Draft, SideBranch
+from decbench.sampler import draw
 
 ROOT = -1  # the parent index of nodes that hang under the pending token
 
@@ -214,10 +215,10 @@ def accept_sampling(
         p = target_probs(here + 1)
         candidates = kids[here + 1]
         if not candidates:
-            return TreeVerdict(path, int(torch.multinomial(p, 1, generator=generator)), False)
+            return TreeVerdict(path, int(draw(p, generator)), False)
         accepted, residual = try_candidates(p, [draft.tokens[c] for c in candidates], generator)
         if accepted is None:
-            recovered = torch.multinomial(residual, 1, generator=generator)
+            recovered = draw(residual, generator)
             return TreeVerdict(path, int(recovered), True)
         here = candidates[accepted]
         path.append(here)

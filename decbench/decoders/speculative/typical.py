@@ -18,6 +18,7 @@ import torch
 
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.proposer import Draft
+from decbench.sampler import draw
 
 
 def typical_threshold(p: torch.Tensor, epsilon: float, delta: float) -> float:
@@ -55,7 +56,7 @@ def typical_rule(epsilon: float, delta: float) -> tree.TreeRule:
         path = longest(tree.ROOT)
         last = path[-1] if path else tree.ROOT
         p = probs(last + 1)
-        bonus = int(torch.multinomial(p, 1, generator=generator))
+        bonus = int(draw(p, generator))
         return tree.TreeVerdict(path, bonus, False)
 
     return accept
