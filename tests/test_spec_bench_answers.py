@@ -119,6 +119,23 @@ def test_speed_report_reproduces_speed_py_arithmetic(hand_answers):
     assert single["mat"] == pytest.approx(20 / 8)
 
 
+def test_baseline_tokens_can_be_counted_as_speed_py_does(hand_answers):
+    """speed.py re-tokenizes the baseline's text and subtracts one per turn; a counter standing
+    in for that (one less than new_tokens per turn) lowers only the baseline's speeds."""
+
+    def minus_one_per_turn(row):
+        return sum(n - 1 for n in row["choices"][0]["new_tokens"])
+
+    report = speed_report(hand_answers / "run_1", "base", (minus_one_per_turn, "test count"))
+    overall = report["methods"]["spec"]["overall"]
+    assert report["baseline_tokens"] == "test count"
+    # base q1 9 / 2 = 4.5, q2 (5 + 3) / 2 = 4 -> 4.25; the method keeps its new_tokens: 7.5
+    assert overall["baseline_tokens_per_s"]["mean"] == pytest.approx(4.25)
+    assert overall["tokens_per_s"]["mean"] == pytest.approx(7.5)
+    assert overall["speedup"]["mean"] == pytest.approx(7.5 / 4.25)
+    assert speed_report(hand_answers, "base")["baseline_tokens"] == "new_tokens (generated ids)"
+
+
 def test_speed_report_errors_name_the_file(hand_answers, tmp_path):
     with pytest.raises(ConfigError, match=r"give --baseline \(one of: base, spec\)"):
         speed_report(hand_answers)
@@ -293,6 +310,11 @@ def test_spec_bench_question_file_to_speed_report(monkeypatch, capsys, tmp_path)
     assert list(report["methods"]["pld"]) == ["rag", "overall"]
     assert report["methods"]["pld"]["rag"]["questions"] == [2]
     assert report["methods"]["pld"]["rag"]["mat"] >= 1
+    code, out, err = run_cli(
+        monkeypatch, capsys, "speed-report", str(folder), "--tokenizer", "smollm2-135m", "--json"
+    )
+    assert code == 0, err
+    assert "re-tokenized by smollm2-135m" in json.loads(out)["baseline_tokens"]
 
 
 def check_answer_files_single(folder: Path, records: list[dict]) -> None:

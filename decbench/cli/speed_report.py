@@ -13,6 +13,7 @@ from rich.table import Table
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
 from decbench.compare.speed_report import speed_report as build_report
+from decbench.compare.speed_report import tokenizer_counter
 
 EXAMPLES = """
 
@@ -23,6 +24,8 @@ Examples:
   decbench speed-report runs/sb
 
   decbench speed-report runs/sb --baseline pld --json
+
+  decbench speed-report runs/sb --tokenizer smollm2-135m
 
   decbench speed-report data/spec_bench/model_answer --baseline vicuna-7b-v1.3-vanilla-float16
 
@@ -40,18 +43,28 @@ def speed_report(
         str | None,
         typer.Option("--baseline", help="Baseline label [default: the run's baseline]."),
     ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            help="Count the baseline's tokens as speed.py does: re-tokenize its text with this "
+            "model's tokenizer, minus one per turn [default: its new_tokens].",
+        ),
+    ] = None,
     json_out: o.JsonOpt = False,
 ) -> None:
     """Spec-Bench's speed report (its evaluation/speed.py) from Spec-Bench answer files."""
     out = Output(Mode.json if json_out else Mode.human)
-    report = build_report(folder, baseline)
+    counter = tokenizer_counter(tokenizer) if tokenizer else None
+    report = build_report(folder, baseline, counter)
     if json_out:
         out.data(report)
         return
     runs = len(report["runs"])
     out.info(
         f"Spec-Bench speed report of {escape(report['answers'])}: baseline "
-        f"{escape(report['baseline'])}, {runs} run{'s' if runs > 1 else ''}"
+        f"{escape(report['baseline'])}, {runs} run{'s' if runs > 1 else ''}; baseline tokens: "
+        f"{escape(report['baseline_tokens'])}"
     )
     out.show(report_table(report))
 

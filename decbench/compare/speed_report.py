@@ -15,21 +15,25 @@ over the runs' steps. Tasks are speed.py's: `mt_bench` (its eight MT-bench categ
 `translation`, `summarization`, `qa`, `math_reasoning`, `rag`, and `overall` (every question);
 any other category present (decbench's built-in suites) gets a row of its own, before `overall`.
 
-One deliberate difference: speed.py counts the *baseline's* tokens by re-tokenizing its answer
-text (minus one for Vicuna's BOS) while the method's come from `new_tokens`; here both come from
-`new_tokens`, the generated ids, as everywhere in decbench. For a greedy baseline the two differ
-only by the stop token and by re-tokenization merges at the ends of turns.
+One difference by default: speed.py counts the *baseline's* tokens by re-tokenizing its answer
+text, minus one per turn for the BOS that Vicuna's tokenizer adds, while the method's come from
+`new_tokens`; here both come from `new_tokens`, the generated ids, as everywhere in decbench.
+`tokenizer_counter(model)` counts speed.py's way, for figures identical to its own (with a
+tokenizer that adds no BOS, such as SmolLM2's, that undercounts every baseline turn by one).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from decbench.compare.answers import ANSWERS_DIR
 from decbench.errors import ConfigError, unknown
+
+TokenCounter = Callable[[dict[str, Any]], int]  # tokens of one answer line, over its turns
 
 SCHEMA_SPEED = "decbench/spec-bench-speed/v1"
 MT_BENCH_CATEGORIES = (
@@ -117,19 +121,39 @@ def task_of(category: str) -> str:
     return category
 
 
-def question_speed(row: dict[str, Any]) -> float:
-    choice = row["choices"][0]
-    return sum(choice["new_tokens"]) / sum(choice["wall_time"])
+def generated_tokens(row: dict[str, Any]) -> int:
+    return sum(row["choices"][0]["new_tokens"])
+
+
+def tokenizer_counter(model: str) -> tuple[TokenCounter, str]:
+    """speed.py's baseline count: len(tokenizer(turn).input_ids) - 1, summed over turns, with
+    the tokenizer of `model` (a decbench model name or folder); also returns a description."""
+    from transformers import AutoTokenizer
+
+    from decbench.models import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model), local_files_only=True)
+
+    def count(row: dict[str, Any]) -> int:
+        return sum(len(tokenizer(turn).input_ids) - 1 for turn in row["choices"][0]["turns"])
+
+    return count, f"re-tokenized by {model}'s tokenizer, minus one per turn (speed.py)"
+
+
+def question_speed(row: dict[str, Any], count: TokenCounter = generated_tokens) -> float:
+    return count(row) / sum(row["choices"][0]["wall_time"])
 
 
 def run_figures(
-    method_rows: list[dict[str, Any]], baseline_rows: list[dict[str, Any]]
+    method_rows: list[dict[str, Any]],
+    baseline_rows: list[dict[str, Any]],
+    baseline_tokens: TokenCounter = generated_tokens,
 ) -> dict[str, Any] | None:
     """speed.py's `speed()` for one task of one run; None when either side has no question."""
     if not method_rows or not baseline_rows:
         return None
     speeds = [question_speed(r) for r in method_rows]
-    baseline_speeds = [question_speed(r) for r in baseline_rows]
+    baseline_speeds = [question_speed(r, baseline_tokens) for r in baseline_rows]
     tokens_per_s = statistics.fmean(speeds)
     baseline_tokens_per_s = statistics.fmean(baseline_speeds)
     return {
@@ -172,8 +196,14 @@ def in_task(row: dict[str, Any], task: str) -> bool:
     return task == OVERALL or task_of(row["category"]) == task
 
 
-def speed_report(folder: Path, baseline: str | None = None) -> dict[str, Any]:
-    """The decbench/spec-bench-speed/v1 report of every method against the baseline."""
+def speed_report(
+    folder: Path,
+    baseline: str | None = None,
+    baseline_tokens: tuple[TokenCounter, str] | None = None,
+) -> dict[str, Any]:
+    """The decbench/spec-bench-speed/v1 report of every method against the baseline; the
+    baseline's tokens come from `new_tokens` unless a (counter, description) is given."""
+    count, counted = baseline_tokens or (generated_tokens, "new_tokens (generated ids)")
     answers_dir, baseline = locate(folder, baseline)
     runs = answer_runs(answers_dir)
     labels = list(dict.fromkeys(label for files in runs.values() for label in files))
@@ -200,6 +230,7 @@ def speed_report(folder: Path, baseline: str | None = None) -> dict[str, Any]:
                 run_figures(
                     [r for r in d[label] if in_task(r, task)],
                     [r for r in d[baseline] if in_task(r, task)],
+                    count,
                 )
                 for d in paired
             ]
@@ -212,5 +243,6 @@ def speed_report(folder: Path, baseline: str | None = None) -> dict[str, Any]:
         "answers": str(answers_dir),
         "runs": list(runs),
         "baseline": baseline,
+        "baseline_tokens": counted,
         "methods": methods,
     }
