@@ -5,13 +5,14 @@ line."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from decbench.cli.app import app
 from decbench.errors import ConfigError
-from decbench.suites import CATEGORIES, DEFAULT_SUITE, get_suite, list_suites
+from decbench.suites import CATEGORIES, DEFAULT_SUITE, Sample, get_suite, list_suites
 from decbench.suites.stdlib import excerpt, function_source
 
 
@@ -126,6 +127,45 @@ def test_spec_bench_format_with_multi_turn_questions(tmp_path):
     assert [len(s.turns) for s in suite.samples] == [2, 2, 1]
     assert suite.samples[1].reference == ("7", "14")
     assert suite.select(["math"]).samples[0].id == "111"
+
+
+SPEC_BENCH_FIXTURE = Path(__file__).parent / "data" / "spec_bench_question.jsonl"
+
+
+def test_every_row_shape_of_spec_bench_question_file_loads():
+    """The fixture has each row shape of Spec-Bench's question.jsonl (written for decbench from
+    the format, not copied): two-turn MT-bench rows with a reference per turn, with a single
+    reference and with none; single-turn rows with a list-of-strings reference; QA rows with no
+    reference; RAG rows whose reference is a list holding a list of acceptable answers; and a
+    key decbench does not know."""
+    raw = [json.loads(line) for line in SPEC_BENCH_FIXTURE.read_text().splitlines()]
+    suite = get_suite(str(SPEC_BENCH_FIXTURE))
+    assert [s.id for s in suite.samples] == [str(r["question_id"]) for r in raw]
+    assert [s.turns for s in suite.samples] == [tuple(r["turns"]) for r in raw]
+    assert suite.categories == list(dict.fromkeys(r["category"] for r in raw))
+    by_id = {s.id: s for s in suite.samples}
+    assert by_id["81"].reference is None  # MT-bench without a reference
+    assert by_id["321"].reference is None  # QA: never a reference
+    assert by_id["111"].reference == ("36", "40")  # one per turn
+    assert by_id["131"].reference == ("3, 7, 9",)  # one for two turns
+    assert by_id["482"].reference == (("James Ray", "George Harrison"),)  # RAG: nested
+    # the stored form round-trips (run.json keeps the samples) and keeps the nesting
+    for sample in suite.samples:
+        data = json.loads(json.dumps(sample.to_dict()))
+        assert Sample.from_dict(data) == sample
+        assert data["reference"] == raw[suite.samples.index(sample)].get("reference")
+    rag = suite.select(["rag"], limit=2)
+    assert [s.id for s in rag.samples] == ["481", "482"]
+
+
+def test_references_of_the_wrong_shape_are_refused(tmp_path):
+    for bad in ([["ok", 3]], [[["too deep"]]], {"a": "b"}, [4]):
+        path = write_lines(
+            tmp_path / "q.jsonl",
+            json.dumps({"question_id": 1, "category": "rag", "turns": ["hi"], "reference": bad}),
+        )
+        with pytest.raises(ConfigError, match=r"q\.jsonl:1: 'reference' must be a string or a"):
+            get_suite(str(path))
 
 
 BAD_LINES = [

@@ -16,6 +16,7 @@ from decbench.cli import (
     profile_cmd,
     profiles,
     quantize,
+    speed_report,
     suites,
 )
 from decbench.cli.output import Output
@@ -37,6 +38,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(profiles.app, name="profiles")
 app.command()(compare.compare)
 app.command("profile")(profile_cmd.profile)
+app.command("speed-report")(speed_report.speed_report)
 app.add_typer(suites.app, name="suites")
 
 _state = {"debug": False}

@@ -88,7 +88,11 @@ def compare(
     ] = 0,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write run.json, samples.jsonl and summary.json here."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write run.json, samples.jsonl, summary.json and Spec-Bench answers here.",
+        ),
     ] = None,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue an interrupted --output folder.")
@@ -174,6 +178,9 @@ def compare(
     out.info(footnote(summary))
     if store is not None:
         out.info(f"records: {store.samples_path} · summary: {store.folder / 'summary.json'}")
+        out.info(
+            f"Spec-Bench answers: {store.answers.folder} (decbench speed-report {store.folder})"
+        )
 
 
 def _plan(

@@ -5,6 +5,8 @@ finished sample and can be continued with `--resume DIR`:
     samples.jsonl  one self-contained decbench/sample/v1 record per finished run, appended,
                    flushed and fsynced as each one finishes
     summary.json   the decbench/compare/v1 summary, replaced atomically (temp file + rename)
+    spec-bench/    Spec-Bench answer files, one per profile and repeat, kept in step with
+                   samples.jsonl (decbench/compare/answers.py)
 
 Records are self-contained (profile, sample, repeat, environment), so the files of runs made by
 several processes can be concatenated and summarised together.
@@ -17,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from decbench.compare.answers import AnswerFiles
 from decbench.errors import ConfigError
 
 RUN_FILE = "run.json"
@@ -49,6 +52,8 @@ class RunStore:
         self.folder = folder
         self.plan = plan
         self.records = records
+        self.answers = AnswerFiles(folder)
+        self.answers.rewrite(records)  # on resume: exactly one answer line per kept record
 
     @property
     def samples_path(self) -> Path:
@@ -96,6 +101,7 @@ class RunStore:
             f.flush()
             os.fsync(f.fileno())
         self.records.append(record)
+        self.answers.append(record)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         path = self.folder / SUMMARY_FILE

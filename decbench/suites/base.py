@@ -26,17 +26,23 @@ CODE_EDIT = "code-edit"
 CATEGORIES = (MULTI_TURN, TRANSLATION, SUMMARIZATION, QA, MATH, RAG, CODE_COMPLETION, CODE_EDIT)
 
 
+Reference = str | tuple[str, ...]  # one reference answer, or several acceptable ones
+
+
 @dataclass(frozen=True)
 class Sample:
     id: str  # unique within its suite
     category: str
     turns: tuple[str, ...]  # [n_turns] user messages, asked in order
-    reference: tuple[str, ...] | None = None  # reference answers, when the source has them
+    # reference answers when the source has them, usually one per turn; an entry is a string or
+    # a tuple of acceptable answers (Spec-Bench's RAG rows: [["answer", "alias", ...]])
+    reference: tuple[Reference, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["turns"] = list(self.turns)
-        data["reference"] = list(self.reference) if self.reference is not None else None
+        if self.reference is not None:
+            data["reference"] = [r if isinstance(r, str) else list(r) for r in self.reference]
         return data
 
     @classmethod
@@ -46,7 +52,11 @@ class Sample:
             id=str(data["id"]),
             category=str(data["category"]),
             turns=tuple(data["turns"]),
-            reference=tuple(reference) if reference is not None else None,
+            reference=(
+                tuple(r if isinstance(r, str) else tuple(r) for r in reference)
+                if reference is not None
+                else None
+            ),
         )
 
 

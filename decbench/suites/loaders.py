@@ -6,14 +6,17 @@ decbench format::
     {"id": "poem", "category": "multi-turn", "turns": ["Write a haiku.", "Now make it sadder."]}
 
     keys: prompt (a string) or turns (a list of strings), and optionally id (default: the line
-    number), category (default: "default"), reference (a string or list), meta (ignored).
+    number), category (default: "default"), reference (a string, or a list of strings or
+    of lists of strings), meta (ignored).
 
 Spec-Bench / MT-Bench `question.jsonl` format::
 
     {"question_id": 81, "category": "writing", "turns": ["...", "..."], "reference": ["..."]}
 
     A line with `question_id` is read in this format; other keys are ignored, as upstream files
-    carry more of them over time.
+    carry more of them over time. `reference` is optional (Spec-Bench's QA rows and half of its
+    MT-bench rows have none) and may nest one level: its RAG rows carry a list of acceptable
+    answers, [["lumber", "a carbon sink"]].
 
 Every error names the file and the line.
 """
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from decbench.errors import ConfigError, unknown
-from decbench.suites.base import Sample, Suite
+from decbench.suites.base import Reference, Sample, Suite
 
 FORMATS = ("auto", "decbench", "spec-bench")
 DECBENCH_KEYS = ("id", "category", "prompt", "turns", "reference", "meta")
@@ -122,11 +125,20 @@ def _turns(value: Any, where: str) -> tuple[str, ...]:
     return tuple(_string(turn, f"turns[{i}]", where) for i, turn in enumerate(value))
 
 
-def _reference(value: Any, where: str) -> tuple[str, ...] | None:
+def _reference(value: Any, where: str) -> tuple[Reference, ...] | None:
+    """A string, or a list whose entries are strings or lists of strings (acceptable answers)."""
     if value is None:
         return None
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: 'reference' must be a string or a list of strings")
+    if isinstance(value, list) and all(_is_reference(v) for v in value):
+        return tuple(v if isinstance(v, str) else tuple(v) for v in value)
+    raise ConfigError(
+        f"{where}: 'reference' must be a string or a list of strings (or of lists of strings)"
+    )
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
