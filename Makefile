@@ -35,6 +35,7 @@ test-fast: install
 
 bench: install
 	$(PY) bench/run.py --out bench/results
+	$(PY) bench/scale_out.py --out bench/results/scale-out
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -187,6 +187,11 @@ def fill(cls: type, values: dict[str, Any], where: str, allowed_extra: tuple[str
 def coerce(value: Any, hint: Any, where: str) -> Any:
     """Check a TOML value against a field's type; ints are accepted where floats are."""
     origin = typing.get_origin(hint)
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {_show(value)}")
+        return {str(k): coerce(v, item, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):

@@ -14,6 +14,10 @@ from decbench.models import DEFAULT_MODEL
 class ModelSettings:
     name: str = DEFAULT_MODEL  # alias, local folder or cached HF id
     trust_remote_code: bool = False  # never on unless the user says so
+    # "" loads the whole model onto backend.device; "auto" (or "balanced", "sequential") spreads
+    # it over the GPUs, the CPU and disk with accelerate's big-model inference
+    device_map: str = ""
+    max_memory: dict[str, str] = field(default_factory=dict)  # with device_map: {"0" = "20GiB"}
 
 
 @dataclass

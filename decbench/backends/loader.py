@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -14,12 +16,13 @@ from safetensors import SafetensorError
 from decbench.backends import kernel_check, kernels
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
-from decbench.errors import ConfigError, ModelError
-from decbench.models import damage, heal, resolve
+from decbench.errors import ConfigError, ModelError, check_choice
+from decbench.models import cache_root, damage, heal, resolve
 from decbench.settings import BackendSettings, ModelSettings
 
 # what a damaged or unreadable model folder raises from transformers' loaders
 LOAD_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, SafetensorError)
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -67,24 +70,46 @@ def load_runner(
         with _quiet_transformers():
             runner = special(model.name, folder, device, dtype)
     else:
+        placement = big_model_kwargs(model, device)
         try:
-            tokenizer, lm = _load_pretrained(folder, dtype, remote)
+            tokenizer, lm = _load_pretrained(folder, dtype, remote, placement)
         except LOAD_ERRORS as e:
             folder = heal(model.name, f"{type(e).__name__}: {e}", progress)
             if folder is None:
                 raise ModelError(_load_failure(model.name, e)) from e
-            tokenizer, lm = _load_pretrained(folder, dtype, remote)
-        runner = ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
+            tokenizer, lm = _load_pretrained(folder, dtype, remote, placement)
+        if not placement:
+            lm = lm.to(device)
+        runner = ModelRunner(lm, tokenizer, name=model.name, folder=folder)
     runner.kernels = kernel_check.choose(runner, backend.kernels, dtype)
     return runner
 
 
-def _load_pretrained(folder: Path, dtype: torch.dtype, remote: bool):
+def big_model_kwargs(model: ModelSettings, device: torch.device) -> dict[str, Any]:
+    """from_pretrained's placement arguments for model.device_map (accelerate's big-model
+    inference: layers spread over devices, inputs follow the first layer). {} without one."""
+    if not model.device_map:
+        if model.max_memory:
+            raise ConfigError('model.max_memory applies with model.device_map (e.g. "auto")')
+        return {}
+    check_choice("model.device_map", model.device_map, DEVICE_MAPS)
+    memory = {int(k) if k.isdigit() else k: v for k, v in model.max_memory.items()}
+    # layers that fit nowhere go to disk, under the cache folder
+    offload = cache_root() / "offload" / hashlib.sha256(model.name.encode()).hexdigest()[:16]
+    kwargs: dict[str, Any] = {"device_map": model.device_map, "offload_folder": str(offload)}
+    if memory:
+        kwargs["max_memory"] = memory
+    return kwargs
+
+
+def _load_pretrained(folder: Path, dtype: torch.dtype, remote: bool, placement: dict[str, Any]):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with _quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote)
-        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote)
+        lm = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=dtype, trust_remote_code=remote, **placement
+        )
     return tokenizer, lm
 
 

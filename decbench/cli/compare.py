@@ -19,8 +19,10 @@ from decbench.cli.compare_render import (
     side_by_side,
 )
 from decbench.cli.output import Mode, Output
-from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare
+from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare, summarize
 from decbench.compare.plot import plot_speedups
+from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
+from decbench.compare.store import read_plan
 from decbench.errors import ConfigError
 from decbench.suites import DEFAULT_SUITE, FORMATS, get_suite
 
@@ -37,6 +39,12 @@ Examples:
   decbench compare --resume runs/spec
 
   decbench compare greedy pld --repeat 3 --show 2 --plot speedup.png
+
+  accelerate launch --multi_gpu --num_processes 2 -m decbench compare greedy pld -o runs/x
+
+  decbench compare greedy pld --shard 0/2 -o runs/a   (and --shard 1/2 -o runs/b elsewhere)
+
+  decbench compare --merge runs/a runs/b --output runs/all
 
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
@@ -100,6 +108,19 @@ def compare(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Draw speedup per category to a .png/.svg/.pdf.")
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", help="I/N: run only prompts I, I+N, ... of the plan (then --merge)."
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Merge the run folders given as arguments (same plan) into --output DIR.",
+        ),
+    ] = False,
     model: o.ModelOpt = None,
     device: o.DeviceOpt = None,
     dtype: o.DtypeOpt = None,
@@ -136,28 +157,58 @@ def compare(
     }
     shaping = bool(profiles or methods or suite or category or limit or sets or repeat != 1)
     shaping = shaping or any(v is not None for v in flags.values())
-    if resume is not None:
-        if output is not None and output.resolve() != resume.resolve():
-            raise ConfigError("--resume continues the run in its own folder; drop --output")
-        store = RunStore.resume(resume)
-        plan = store.plan
-        if shaping:
-            _check_same_plan(plan, _plan(**wanted), resume)
-        out.progress(f"resuming {resume}: {len(store.records)} runs already recorded")
+    if merge:
+        shaped = bool(methods or suite or category or limit or sets)
+        shaped = shaped or any(v is not None for v in flags.values())
+        store, dropped = _merge(profiles, output, shaped, out)
+        plan, records = store.plan, store.records
+        summary = summarize(plan, records, store.folder, baseline)
+        store.write_summary(summary)
+        if dropped:
+            out.progress(f"--merge: {dropped} records present in more than one folder kept once")
     else:
-        plan = _plan(**wanted)
-        store = RunStore.create(output, plan) if output is not None else None
-    try:
-        with ProgressDisplay(out) as on_event:
-            summary, records = run_compare(
-                plan, store, progress=out.progress, on_event=on_event, baseline=baseline
+        ranks = Ranks.detect()
+        share = parse_shard(shard).share if shard else None
+        if share is not None and ranks.sharded:
+            raise ConfigError("--shard splits a run without a launcher; under one, drop it")
+        if ranks.sharded and resume is None and output is None:
+            raise ConfigError(
+                "a launched compare (accelerate launch / torchrun) needs --output DIR: each rank "
+                "writes its records there and rank 0 merges them"
             )
-    except KeyboardInterrupt:
-        if store is not None:
-            out.info(
-                f"kept {len(store.records)} finished runs; continue with --resume {store.folder}"
+        if resume is not None:
+            if output is not None and output.resolve() != resume.resolve():
+                raise ConfigError("--resume continues the run in its own folder; drop --output")
+            plan = read_plan(resume.expanduser())
+            if shaping:
+                _check_same_plan(plan, _plan(**wanted), resume)
+            store = None if ranks.sharded else resume_store(resume)
+            if store is not None:
+                out.progress(f"resuming {resume}: {len(store.records)} runs already recorded")
+        else:
+            plan = _plan(**wanted)
+            store = (
+                RunStore.create(output, plan) if output is not None and not ranks.sharded else None
             )
-        raise
+        folder = resume if resume is not None else output
+        try:
+            with ProgressDisplay(out) as on_event:
+                if ranks.sharded:
+                    done = run_sharded(
+                        plan, folder, resume is not None, ranks, out.progress, on_event, baseline
+                    )
+                    if done is None:  # not rank 0: rank 0 reports the merged run
+                        return
+                    summary, store = done
+                    records = store.records
+                else:
+                    summary, records = run_compare(
+                        plan, store, out.progress, on_event, baseline, share=share
+                    )
+        except KeyboardInterrupt:
+            if folder is not None:
+                out.info(f"kept the finished runs; continue with --resume {folder}")
+            raise
     if plot is not None:
         plot_speedups(summary, plot)
         out.info(f"plot: {plot}")
@@ -181,6 +232,19 @@ def compare(
         out.info(
             f"Spec-Bench answers: {store.answers.folder} (decbench speed-report {store.folder})"
         )
+
+
+def _merge(
+    folders: list[str] | None, output: Path | None, shaped: bool, out: Output
+) -> tuple[RunStore, int]:
+    """--merge DIR... -o OUT: the records of run folders made with one plan, in one folder."""
+    if output is None:
+        raise ConfigError("--merge needs --output DIR for the merged run")
+    if shaped:
+        raise ConfigError("--merge takes run folders only; the plan comes from their run.json")
+    store, dropped = merge_folders([Path(f) for f in folders or []], output)
+    out.progress(f"merged {len(folders or [])} run folders into {output}")
+    return store, dropped
 
 
 def _plan(

@@ -107,18 +107,23 @@ def run_compare(
     on_event: Callable[[Event], None] = lambda _e: None,
     baseline: str | None = None,
     contenders: list[Contender] | None = None,
+    share: Callable[[list[Sample]], list[Sample]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run what is left of the plan and return (summary, all records). With a store, each record
     is made durable as it finishes; on Ctrl-C a partial summary is written before re-raising.
-    `contenders` may be passed already opened (in plan order) to keep using them afterwards."""
+    `contenders` may be passed already opened (in plan order) to keep using them afterwards.
+    `share` picks the samples this process runs (a rank's stride, compare/shard.py)."""
     labels, profiles = plan_profiles(plan)
     if baseline is not None and baseline not in labels:
         raise unknown("baseline", baseline, labels, where="--baseline")
     samples = plan_samples(plan)
+    if share is not None:
+        samples = share(samples)
     records: list[dict[str, Any]] = store.records if store else []
     done = {record_key(r) for r in records}
     keep = store.append if store else records.append
-    todo = len(planned_keys(labels, samples, plan["repeat"])) - len(done)
+    planned = {(label, s.id, r) for r, s, label in planned_keys(labels, samples, plan["repeat"])}
+    todo = len(planned - done)
     try:
         if todo > 0:
             contenders = contenders or open_contenders(labels, profiles, progress)

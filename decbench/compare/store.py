@@ -78,17 +78,7 @@ class RunStore:
     @classmethod
     def resume(cls, folder: Path) -> RunStore:
         folder = folder.expanduser()
-        run_file = folder / RUN_FILE
-        if not run_file.is_file():
-            raise ConfigError(f"--resume: {folder} has no {RUN_FILE}; is it a compare --output?")
-        try:
-            plan = json.loads(run_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{run_file}: not valid JSON: {e.msg}") from e
-        if plan.get("schema") != SCHEMA_RUN:
-            raise ConfigError(f"{run_file}: expected schema {SCHEMA_RUN}, got {plan.get('schema')}")
-        plan.pop("schema")
-        return cls(folder, plan, read_records(folder / SAMPLES_FILE, repair=True))
+        return cls(folder, read_plan(folder), read_records(folder / SAMPLES_FILE, repair=True))
 
     def done(self) -> set[RecordKey]:
         return {record_key(r) for r in self.records}
@@ -107,6 +97,21 @@ class RunStore:
         path = self.folder / SUMMARY_FILE
         write_atomic(path, summary)
         return path
+
+
+def read_plan(folder: Path, flag: str = "--resume") -> dict[str, Any]:
+    """The plan stored in a run folder's run.json (`flag` names the option in errors)."""
+    run_file = folder / RUN_FILE
+    if not run_file.is_file():
+        raise ConfigError(f"{flag}: {folder} has no {RUN_FILE}; is it a compare --output?")
+    try:
+        plan = json.loads(run_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{run_file}: not valid JSON: {e.msg}") from e
+    if plan.get("schema") != SCHEMA_RUN:
+        raise ConfigError(f"{run_file}: expected schema {SCHEMA_RUN}, got {plan.get('schema')}")
+    plan.pop("schema")
+    return plan
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
