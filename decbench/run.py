@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import check_supported
 from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
@@ -130,6 +131,7 @@ def open_session(
     validate_generation(profile)
     say = progress or (lambda _msg: None)
     decoder_cls = get_decoder(profile.method)
+    check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 
 from decbench.backends import kernels
+from decbench.backends.capabilities import check_backend
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
@@ -52,6 +53,11 @@ def load_runner(
     progress: Callable[[str], None] | None = None,
 ) -> ModelRunner:
     """Resolve and load a causal LM with its tokenizer onto the backend's device."""
+    check_backend(backend.name)
+    if backend.name == "llama.cpp":
+        from decbench.backends.llamacpp import load_llamacpp_runner
+
+        return load_llamacpp_runner(model, backend, progress)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device, dtype = pick_device(backend.device), pick_dtype(backend.dtype)
