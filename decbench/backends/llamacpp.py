@@ -114,6 +114,7 @@ def quantized_gguf(source: Path, kind: str, progress: Callable[[str], None] | No
         failed = lib.llama_model_quantize(str(source).encode(), tmp.encode(), params)
         if failed:
             raise ModelError(f"llama.cpp could not quantize {source} to {kind} (code {failed})")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
