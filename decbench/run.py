@@ -100,6 +100,8 @@ class Session:
             model_fingerprint=fingerprint(folder) if folder else None,
             kernels=kernels_in_use(self.target.model),
             seed=self.profile.sampling.seed,
+            backend=backend.name,
+            **getattr(self.target, "environment", dict)(),  # backend-specific facts, if any
         )
 
 

@@ -214,6 +214,18 @@ class LlamaCppRunner:
         params.flash_attn_type = self.lib.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama() defaults
         return params
 
+    def environment(self) -> dict[str, Any]:
+        """What the result records add for this backend (run.py)."""
+        from importlib.metadata import version
+
+        return {
+            "threads": self.threads,  # llama.cpp's, not torch's
+            "llama_cpp_python": version("llama_cpp_python"),
+            "gguf": self.gguf.name,
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+        }
+
     def close(self) -> None:
         if self._ctx:
             self.lib.llama_batch_free(self._batch)
