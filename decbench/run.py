@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import check_supported
 from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
@@ -97,10 +98,19 @@ class Session:
             backend.dtype,
             model=self.profile.model.name,
             model_fingerprint=fingerprint(folder) if folder else None,
-            kernels=kernels_in_use(self.target.model),
-            kernel_check=self.target.kernels.to_dict() if self.target.kernels else None,
+            **self._kernels(),
             seed=self.profile.sampling.seed,
+            backend=backend.name,
+            **getattr(self.target, "environment", dict)(),  # backend-specific facts, if any
         )
+
+
+    def _kernels(self) -> dict:
+        """Which decode kernels ran and why (backends/kernel_check.py); transformers only."""
+        choice = getattr(self.target, "kernels", None)
+        if choice is None:
+            return {"kernels": None, "kernel_check": None}
+        return {"kernels": kernels_in_use(self.target.model), "kernel_check": choice.to_dict()}
 
 
 def validate_generation(profile: Profile) -> None:
@@ -131,6 +141,7 @@ def open_session(
     validate_generation(profile)
     say = progress or (lambda _msg: None)
     decoder_cls = get_decoder(profile.method)
+    check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
 

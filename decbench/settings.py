@@ -22,10 +22,13 @@ class ModelSettings:
 
 @dataclass
 class BackendSettings:
+    name: str = "transformers"  # transformers | llama.cpp (GGUF models through llama-cpp-python)
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
     dtype: str = "float32"  # float32 | bfloat16 | float16
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch intra-op threads (llama.cpp: its threads); 0 = the library's default
     kernels: str = "auto"  # auto | decbench | stock: decode-time CPU kernels (backends/kernels.py)
+    n_ctx: int = 4096  # llama.cpp only: KV cache cells (prompt + generated + one verify block)
+    n_batch: int = 512  # llama.cpp only: tokens per llama_decode (n_batch = n_ubatch)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 
 from decbench.backends import kernel_check, kernels
+from decbench.backends.capabilities import check_backend
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError, check_choice
@@ -60,6 +61,11 @@ def load_runner(
 ) -> ModelRunner:
     """Resolve and load a causal LM with its tokenizer onto the backend's device. A cached
     conversion of the embedded model that fails to load is converted again (models.heal)."""
+    check_backend(backend.name)
+    if backend.name == "llama.cpp":
+        from decbench.backends.llamacpp import load_llamacpp_runner
+
+        return load_llamacpp_runner(model, backend, progress)
     device, dtype = pick_device(backend.device), pick_dtype(backend.dtype)
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)

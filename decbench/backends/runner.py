@@ -28,6 +28,8 @@ class ForwardOutput:
 class ModelRunner:
     """A causal LM, its KV cache and its timers. The batch dimension is kept throughout."""
 
+    backend = "transformers"  # its capabilities: backends/capabilities.py
+
     def __init__(
         self,
         model: PreTrainedModel,

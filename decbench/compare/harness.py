@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from decbench.backends.capabilities import check_supported
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import diagnose
 from decbench.compare.forwards import counting_forwards
 from decbench.compare.memory import MemoryProbe
 from decbench.decoders.base import Request
+from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
 from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
@@ -86,7 +88,7 @@ def check_comparable(labels: list[str], profiles: list[Profile]) -> None:
 
 def _model_key(profile: Profile) -> tuple:
     m, b = profile.model, profile.backend
-    return (m.name, m.trust_remote_code, m.device_map, b.device, b.dtype, b.kernels)
+    return (m.name, m.trust_remote_code, m.device_map, *dataclasses.astuple(b))
 
 
 def open_contenders(
@@ -94,6 +96,10 @@ def open_contenders(
 ) -> list[Contender]:
     """Build every profile's decoder; profiles on the same model and backend share one loaded
     target runner."""
+    for profile in profiles:  # refuse a method its backend cannot run before loading anything
+        check_supported(
+            profile.method, get_decoder(profile.method).spec.requires, profile.backend.name
+        )
     targets: dict[tuple, ModelRunner] = {}
     contenders = []
     for label, profile in zip(labels, profiles, strict=True):

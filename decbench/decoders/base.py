@@ -28,6 +28,7 @@ class MethodSpec:
     samples: bool = True  # honours [sampling] temperature > 0
     reference: bool = False  # wraps transformers' own generate, for comparison only
     diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
+    requires: frozenset[str] = frozenset()  # runner capabilities beyond the common interface
 
 
 @dataclass

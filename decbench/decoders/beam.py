@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
@@ -177,6 +178,7 @@ def decode_beam(
 @register_decoder
 class BeamSearchDecoder(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="beam",
         summary="width beams in one batched forward per step, length-normalised scores",
         paper="Wu et al., Google's Neural Machine Translation System (2016): length penalty",

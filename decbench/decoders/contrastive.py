@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from decbench.backends.capabilities import HIDDEN_STATES
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
@@ -133,6 +134,7 @@ def decode_contrastive(
 @register_decoder
 class ContrastiveSearch(Decoder):
     spec = MethodSpec(
+        requires=frozenset({HIDDEN_STATES}),
         name="contrastive",
         summary="top-k candidates scored by confidence minus similarity to the context",
         paper="Su et al., A Contrastive Framework for Neural Text Generation (2022)",

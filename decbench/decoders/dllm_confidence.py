@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, static_step
@@ -23,6 +24,7 @@ from decbench.results import GenerationResult
 @register_decoder
 class DllmConfidence(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="dllm-confidence",
         summary="dLLM reference: k most confident masked positions per forward, in blocks",
         paper="Nie et al., Large Language Diffusion Models (LLaDA), 2025",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
@@ -48,6 +49,7 @@ def fuse(log_probs: torch.Tensor, credit: torch.Tensor, alpha: float) -> torch.T
 @register_decoder
 class DllmCredit(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="dllm-credit",
         summary="CreditDecoding: threshold unmasking on logits fused with accumulated trace credit",
         paper="Wang et al., CreditDecoding: Accelerating Parallel Decoding in Diffusion Large "

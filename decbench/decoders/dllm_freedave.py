@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import Canvas, DiffusionDecode, static_step
@@ -78,6 +79,7 @@ def cut_at_finish(run: DiffusionDecode, drafts: list[Draft]) -> list[Draft]:
 @register_decoder
 class DllmFreeDave(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="dllm-freedave",
         summary="FreeDave: draft future reference steps, verify them in one batched forward",
         paper="Wu and Zhang, Free Draft-and-Verification: Toward Lossless Parallel Decoding for "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, static_step
@@ -36,6 +37,7 @@ def top2_gap(logits: torch.Tensor, masked: torch.Tensor) -> float:
 @register_decoder
 class DllmProphet(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="dllm-prophet",
         summary="Prophet: reference decoding, all-in commit once the top-2 logit gap is large",
         paper="Li et al., Diffusion Language Models Know the Answer Before Decoding, 2025",

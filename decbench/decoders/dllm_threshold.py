@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
@@ -29,6 +30,7 @@ from decbench.results import GenerationResult
 @register_decoder
 class DllmThreshold(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="dllm-threshold",
         summary="Fast-dLLM: unmask all positions above a confidence threshold, block KV cache",
         paper="Wu et al., Fast-dLLM: Training-free Acceleration of Diffusion LLM by Enabling "

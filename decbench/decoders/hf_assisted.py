@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
@@ -36,6 +37,7 @@ class HFAssistedOptions:
 @register_decoder
 class HFAssisted(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="hf-assisted",
         summary="reference: transformers' assisted generation with a draft (assistant_model)",
         paper="Leviathan et al., Fast Inference from Transformers via Speculative Decoding "

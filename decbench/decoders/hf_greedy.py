@@ -7,6 +7,7 @@ token-identical to decbench's `greedy` (tested)."""
 
 from __future__ import annotations
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
@@ -17,6 +18,7 @@ from decbench.results import GenerationResult
 @register_decoder
 class HFGreedy(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="hf-greedy",
         summary="reference: transformers' generate(do_sample=False), to measure greedy against",
         paper="Wolf et al., Transformers: State-of-the-Art Natural Language Processing (2020)",

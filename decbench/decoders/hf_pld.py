@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
@@ -27,6 +28,7 @@ class HFPromptLookupOptions:
 @register_decoder
 class HFPromptLookup(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="hf-pld",
         summary="reference: transformers' prompt lookup decoding (prompt_lookup_num_tokens)",
         paper="Saxena, Prompt Lookup Decoding (2023), transformers' implementation",

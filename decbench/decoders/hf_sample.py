@@ -8,6 +8,7 @@ the two are equal in distribution, not token for token."""
 
 from __future__ import annotations
 
+from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
@@ -18,6 +19,7 @@ from decbench.results import GenerationResult
 @register_decoder
 class HFSample(Decoder):
     spec = MethodSpec(
+        requires=frozenset({TORCH_MODEL}),
         name="hf-sample",
         summary="reference: transformers' generate(do_sample=True) with the [sampling] settings",
         paper="Holtzman et al., The Curious Case of Neural Text Degeneration (2020)",

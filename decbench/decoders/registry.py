@@ -28,6 +28,8 @@ _BUILTINS = [
     "decbench.decoders.hf_sample",
     "decbench.decoders.hf_pld",
     "decbench.decoders.hf_assisted",
+    "decbench.decoders.llamacpp_greedy",
+    "decbench.decoders.llamacpp_pld",
     "decbench.decoders.dllm_confidence",
     "decbench.decoders.dllm_threshold",
     "decbench.decoders.dllm_prophet",

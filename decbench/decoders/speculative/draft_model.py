@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
@@ -102,6 +103,12 @@ class DraftModelProposer:
 
 def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunner:
     """`self:layers=N` derives a draft from the target; anything else loads a model by name."""
+    if spec.startswith("self:") and TORCH_MODEL not in BACKENDS[target.backend]:
+        raise ConfigError(
+            f"method.draft '{spec}' is made from the target's torch model, which backend "
+            f"'{target.backend}' lacks; give a draft model by name (on llama.cpp: a .gguf path, "
+            f"or NAME@q4_0 for a copy quantized by llama.cpp)"
+        )
     if spec in SELF_QUANTIZED:
         return quantized_self_draft(target, SELF_QUANTIZED[spec])
     if spec.startswith("self:"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decbench.backends import kernels
+from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
@@ -66,6 +67,7 @@ class EagleProposer:
 @register_decoder
 class Eagle(Decoder):
     spec = MethodSpec(
+        requires=frozenset({HIDDEN_STATES, TORCH_MODEL}),
         name="eagle",
         summary="a one-layer draft extrapolates the target's features and chains guesses",
         paper="Li et al., EAGLE: Speculative Sampling Requires Rethinking Feature Uncertainty "

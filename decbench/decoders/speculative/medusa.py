@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
@@ -89,6 +90,7 @@ def grow_tree(probs: list[list[float]], tokens: list[list[int]], nodes: int) -> 
 @register_decoder
 class Medusa(Decoder):
     spec = MethodSpec(
+        requires=frozenset({HIDDEN_STATES, TORCH_MODEL}),
         name="medusa",
         summary="Medusa heads on the target's hidden state draft a tree, verified in one forward",
         paper="Cai et al., Medusa: Simple LLM Inference Acceleration Framework with Multiple "
