@@ -19,6 +19,7 @@ from decbench.decoders.speculative import engine
 from decbench.decoders.speculative.acceptance import Verdict, rejection_sampling
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
 from decbench.decoders.speculative.prompt_lookup import PromptLookupOptions, PromptLookupProposer
+from decbench.decoders.speculative.sam import SamOptions, SamProposer
 from decbench.sampler import target_distribution
 from decbench.settings import SamplingSettings
 from tests.conftest import make_request, runner_for, tiny_llama
@@ -126,3 +127,43 @@ def test_prompt_lookup_sampling_preserves_the_distribution(models):
     target, _, exact = models
     counts = empirical_joint(target, lookup_proposer, rejection_sampling)
     assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_sam_sampling_preserves_the_distribution(models):
+    target, _, exact = models
+
+    def sam_proposer() -> SamProposer:  # PROMPT repeats [2, 3]: the first step drafts [4, 2, 3]
+        return SamProposer(SamOptions(k=3, min_match=1), None)
+
+    counts = empirical_joint(target, sam_proposer, rejection_sampling)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_eagle2_sampling_preserves_the_distribution(tmp_path):
+    """Dynamic trees of the EAGLE draft, verified by the multi-candidate tree rule."""
+    from decbench.decoders.speculative.eagle2 import Eagle2, Eagle2Options
+    from tests.conftest import no_models_ctx
+    from tests.test_eagle import trained_folder
+    from tests.test_tree import sampling_matches_target
+
+    def decoder_for(target):
+        folder = str(trained_folder(target, tmp_path, vocab=VOCAB))
+        options = Eagle2Options(draft=folder, top_k=2, depth=3, nodes=4)
+        return Eagle2(target, options, no_models_ctx())
+
+    sampling_matches_target(decoder_for, samples=1200)
+
+
+def test_sam_eagle_sampling_preserves_the_distribution(tmp_path):
+    """The hybrid: retrieval chains (rejection sampling) and EAGLE-2 trees (tree rule)."""
+    from decbench.decoders.speculative.sam_eagle import SamEagle, SamEagleOptions
+    from tests.conftest import no_models_ctx
+    from tests.test_eagle import trained_folder
+    from tests.test_tree import sampling_matches_target
+
+    def decoder_for(target):
+        folder = str(trained_folder(target, tmp_path, vocab=VOCAB))
+        options = SamEagleOptions(draft=folder, k=3, min_match=2, top_k=2, depth=3, nodes=4)
+        return SamEagle(target, options, no_models_ctx())
+
+    sampling_matches_target(decoder_for, samples=1200)

@@ -255,6 +255,7 @@ def build_record(
         "ttft_s": [r.timings.ttft_s for r in results],
         "tokens_per_s": sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
         "stats": trace_totals(results),
+        "proposer": results[-1].stats.get("proposer") if results else None,  # its own report
         "phases": phases,
         "memory": memory,
         "params": dataclasses.asdict(contender.profile.options),

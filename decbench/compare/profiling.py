@@ -218,6 +218,7 @@ def report(
         "exact_match": metrics["exact_match"],
         "phases": phase_breakdown(own),
         "verify_cost": curve,
+        "proposer": own[-1].get("proposer"),  # e.g. eagle2's tree-size choice and its inputs
         "position_acceptance": position_acceptance(totals["stats"]),
         "prediction": prediction,
         "trace": str(trace) if trace else None,
