@@ -126,3 +126,71 @@ def test_prompt_lookup_sampling_preserves_the_distribution(models):
     target, _, exact = models
     counts = empirical_joint(target, lookup_proposer, rejection_sampling)
     assert chi2_pvalue(counts, exact) > 1e-3
+
+
+# -- multi-draft tree methods (SpecTr, RSD): their tree rule is bound to their proposer --------
+def tree_joint(target, make_proposer, make_rule) -> torch.Tensor:
+    counts = torch.zeros(VOCAB**3)
+    for seed in range(SAMPLES):
+        settings = SamplingSettings(**{**SETTINGS.__dict__, "seed": seed})
+        request = make_request(PROMPT, max_new_tokens=4, sampling=settings)
+        proposer = make_proposer()
+        result = engine.run_speculative(
+            "t", DraftModelOptions(), target, proposer, request, tree_rule=make_rule(proposer)
+        )
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[t2 * VOCAB * VOCAB + t3 * VOCAB + t4] += 1
+    return counts
+
+
+def spectr_proposer(draft):
+    from decbench.decoders.speculative.spectr import SpecTrOptions, SpecTrProposer
+
+    return lambda: SpecTrProposer(draft, SpecTrOptions(k=3, depth=2))
+
+
+def test_spectr_preserves_the_distribution(models):
+    from decbench.decoders.speculative.spectr import spectr_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, spectr_proposer(draft), spectr_rule)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_broken_spectr_is_detected(models):
+    from decbench.decoders.speculative.spectr import kseq_select, spectr_rule
+
+    def broken_select(p, q, tokens, generator):  # the residual of a single draft, not of k
+        chosen, _ = kseq_select(p, q, tokens, generator)
+        residual = (p - torch.minimum(p, q)).clamp_min(0)
+        return chosen, residual / residual.sum()
+
+    target, draft, exact = models
+    counts = tree_joint(target, spectr_proposer(draft), lambda s: spectr_rule(s, broken_select))
+    assert chi2_pvalue(counts, exact) < 1e-6
+
+
+def rsd_proposer(draft):
+    from decbench.decoders.speculative.rsd import RSDOptions, RSDProposer
+
+    return lambda: RSDProposer(draft, RSDOptions(branches=[3, 2], budget=6))
+
+
+def test_rsd_preserves_the_distribution(models):
+    from decbench.decoders.speculative.rsd import rsd_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_proposer(draft), rsd_rule)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_broken_rsd_is_detected(models):
+    from decbench.decoders.speculative.rsd import rrs_step, rsd_rule
+
+    def broken_step(p, q, token):  # recovers from p itself instead of max(0, p - q)
+        chance, _, q_next = rrs_step(p, q, token)
+        return chance, p, q_next
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_proposer(draft), lambda s: rsd_rule(s, broken_step))
+    assert chi2_pvalue(counts, exact) < 1e-6

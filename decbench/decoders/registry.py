@@ -20,6 +20,8 @@ _BUILTINS = [
     "decbench.decoders.speculative.aded",
     "decbench.decoders.speculative.medusa",
     "decbench.decoders.speculative.eagle",
+    "decbench.decoders.speculative.spectr",
+    "decbench.decoders.speculative.rsd",
     "decbench.decoders.contrastive",
     "decbench.decoders.momentum",
     "decbench.decoders.beam",
