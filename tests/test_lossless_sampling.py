@@ -194,3 +194,42 @@ def test_broken_rsd_is_detected(models):
     target, draft, exact = models
     counts = tree_joint(target, rsd_proposer(draft), lambda s: rsd_rule(s, broken_step))
     assert chi2_pvalue(counts, exact) < 1e-6
+
+
+# -- DEL: self-speculation from the target's own first layers (needs a 2-layer target) ---------
+@pytest.fixture(scope="module")
+def two_layer_target():
+    model = tiny_llama(seed=7, vocab=VOCAB, layers=2)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(12.0)
+    model.generation_config.eos_token_id = None
+    target = runner_for(model)
+    return target, exact_joint(target)
+
+
+def del_joint(target, rule) -> torch.Tensor:
+    from decbench.decoders.speculative.dynamic_exit import DynamicExitOptions, DynamicExitProposer
+
+    options = DynamicExitOptions(exits=[1], k_max=3, stop_below=0.2, probe_every=1)
+    counts = torch.zeros(VOCAB**3)
+    for seed in range(SAMPLES):
+        settings = SamplingSettings(**{**SETTINGS.__dict__, "seed": seed})
+        request = make_request(PROMPT, max_new_tokens=4, sampling=settings)
+        proposer = DynamicExitProposer(target, options, [1])
+        try:
+            result = engine.run_speculative("t", options, target, proposer, request, rule)
+        finally:
+            proposer.close()
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[t2 * VOCAB * VOCAB + t3 * VOCAB + t4] += 1
+    return counts
+
+
+def test_del_preserves_the_distribution(two_layer_target):
+    target, exact = two_layer_target
+    assert chi2_pvalue(del_joint(target, rejection_sampling), exact) > 1e-3
+
+
+def test_broken_rule_under_del_is_detected(two_layer_target):
+    target, exact = two_layer_target
+    assert chi2_pvalue(del_joint(target, broken_rule), exact) < 1e-6

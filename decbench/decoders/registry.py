@@ -22,6 +22,7 @@ _BUILTINS = [
     "decbench.decoders.speculative.eagle",
     "decbench.decoders.speculative.spectr",
     "decbench.decoders.speculative.rsd",
+    "decbench.decoders.speculative.dynamic_exit",
     "decbench.decoders.contrastive",
     "decbench.decoders.momentum",
     "decbench.decoders.beam",
