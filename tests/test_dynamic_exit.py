@@ -44,6 +44,7 @@ def test_tokens_per_layer_prefers_cheap_layers_that_agree():
     assert choose_exit({6: 0.1, 20: 0.95}, 6, n)[0] == 20  # the cheap layer is useless
     _, gamma = choose_exit({10: 0.9}, 8, n)
     assert gamma > 1  # a layer that agrees earns a longer draft
+    assert choose_exit({6: 0.01, 20: 0.05}, 6, n)[1] == 0  # drafting would not pay: plain step
     assert tokens_per_layer(0.9, 3, 10, n) > tokens_per_layer(0.2, 3, 10, n)
     assert default_exits(30) == [3, 6, 9, 12, 15, 18] and default_exits(2) == [1]
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from decbench.backends.derive import truncated_runner
 from decbench.decoders.speculative import engine
 from decbench.decoders.speculative.acceptance import Verdict, rejection_sampling
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
@@ -199,11 +200,18 @@ def test_broken_rsd_is_detected(models):
 # -- DEL: self-speculation from the target's own first layers (needs a 2-layer target) ---------
 @pytest.fixture(scope="module")
 def two_layer_target():
-    model = tiny_llama(seed=7, vocab=VOCAB, layers=2)
+    model = tiny_llama(seed=8, vocab=VOCAB, layers=2)
     with torch.no_grad():
         model.lm_head.weight.mul_(12.0)
+        for weight in (model.model.layers[1].mlp.down_proj, model.model.layers[1].self_attn.o_proj):
+            weight.weight.mul_(10.0)  # the last layer matters: the exit-1 draft really differs
     model.generation_config.eos_token_id = None
     target = runner_for(model)
+    ids = torch.tensor([PROMPT])
+    with torch.inference_mode():
+        p = model(ids).logits[0, -1].softmax(-1)
+        q = truncated_runner(target, 1).model(ids).logits[0, -1].softmax(-1)
+    assert (p - q).abs().sum() > 0.5  # otherwise the DEL tests would pass vacuously
     return target, exact_joint(target)
 
 
@@ -231,5 +239,10 @@ def test_del_preserves_the_distribution(two_layer_target):
 
 
 def test_broken_rule_under_del_is_detected(two_layer_target):
+    """The twin forgets the exit layer's q and accepts as if the drafts were one-hot."""
+
+    def one_hot_rule(draft_tokens, draft_probs, target_probs, generator) -> Verdict:
+        return rejection_sampling(draft_tokens, None, target_probs, generator)
+
     target, exact = two_layer_target
-    assert chi2_pvalue(del_joint(target, broken_rule), exact) < 1e-6
+    assert chi2_pvalue(del_joint(target, one_hot_rule), exact) < 1e-6

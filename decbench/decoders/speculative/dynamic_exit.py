@@ -11,7 +11,8 @@ backends/derive.py). Which L, and how many tokens to draft, is chosen per contex
   A decayed count gives each layer's acceptance rate alpha_l.
 - Selection (DEL's tokens-per-layer): with N target layers, drafting gamma tokens at layer l
   costs gamma * l layers and verifying N; the expected tokens per step are
-  (1 - alpha_l^(gamma+1)) / (1 - alpha_l). The (l, gamma) maximising their ratio wins.
+  (1 - alpha_l^(gamma+1)) / (1 - alpha_l). The (l, gamma) maximising their ratio wins; gamma = 0
+  (a plain step, still probed) when no layer agrees often enough to pay for its drafts.
 - Kangaroo's early stop: drafting stops once the draft's top-1 probability falls below
   `stop_below`, so a step never pays for drafts that are likely rejected.
 LOSSLESS: the target verifies every draft (exact match under greedy, rejection sampling with the
@@ -59,8 +60,9 @@ def tokens_per_layer(alpha: float, gamma: int, exit_layer: int, n_layers: int) -
 
 
 def choose_exit(alpha: dict[int, float], k_max: int, n_layers: int) -> tuple[int, int]:
-    """The (exit layer, draft length) maximising tokens per layer."""
-    pairs = [(layer, gamma) for layer in alpha for gamma in range(1, k_max + 1)]
+    """The (exit layer, draft length) maximising tokens per layer; length 0 (a plain step,
+    1 token for N layers) when no layer's drafts are worth their cost."""
+    pairs = [(layer, gamma) for layer in alpha for gamma in range(0, k_max + 1)]
     return max(pairs, key=lambda lg: tokens_per_layer(alpha[lg[0]], lg[1], lg[0], n_layers))
 
 
@@ -102,16 +104,17 @@ class DynamicExitProposer:
 
     def propose(self, ctx: ProposerContext) -> Draft:
         self.exit_layer, self.gamma = choose_exit(self.alpha(), self.options.k_max, self.n_layers)
+        self.steps += 1
+        self.probe.armed = self.steps % self.options.probe_every == 0  # catch the verify forward
+        if self.gamma == 0:
+            return Draft([])
         proposer = self.drafts.get(self.exit_layer)
         if proposer is None:
             options = DraftModelOptions(k=self.gamma, p_min=self.options.stop_below)
             runner = truncated_runner(self.target, self.exit_layer)
             proposer = self.drafts[self.exit_layer] = DraftModelProposer(runner, options)
         proposer.k = self.gamma
-        draft = proposer.propose(ctx)
-        self.steps += 1
-        self.probe.armed = self.steps % self.options.probe_every == 0  # catch the verify forward
-        return draft
+        return proposer.propose(ctx)
 
     def observe(self, feedback: Feedback) -> None:
         if self.probe.armed:
