@@ -104,7 +104,6 @@ class Session:
             **getattr(self.target, "environment", dict)(),  # backend-specific facts, if any
         )
 
-
     def _kernels(self) -> dict:
         """Which decode kernels ran and why (backends/kernel_check.py); transformers only."""
         choice = getattr(self.target, "kernels", None)

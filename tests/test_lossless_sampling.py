@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
+from decbench.backends.derive import truncated_runner
 from decbench.decoders.speculative import engine
 from decbench.decoders.speculative.acceptance import Verdict, rejection_sampling
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
@@ -167,3 +168,120 @@ def test_sam_eagle_sampling_preserves_the_distribution(tmp_path):
         return SamEagle(target, options, no_models_ctx())
 
     sampling_matches_target(decoder_for, samples=1200)
+
+
+# -- multi-draft tree methods (SpecTr, RSD): their tree rule is bound to their proposer --------
+def tree_joint(target, make_proposer, make_rule) -> torch.Tensor:
+    counts = torch.zeros(VOCAB**3)
+    for seed in range(SAMPLES):
+        settings = SamplingSettings(**{**SETTINGS.__dict__, "seed": seed})
+        request = make_request(PROMPT, max_new_tokens=4, sampling=settings)
+        proposer = make_proposer()
+        result = engine.run_speculative(
+            "t", DraftModelOptions(), target, proposer, request, tree_rule=make_rule(proposer)
+        )
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[t2 * VOCAB * VOCAB + t3 * VOCAB + t4] += 1
+    return counts
+
+
+def spectr_proposer(draft):
+    from decbench.decoders.speculative.spectr import SpecTrOptions, SpecTrProposer
+
+    return lambda: SpecTrProposer(draft, SpecTrOptions(k=3, depth=2))
+
+
+def test_spectr_preserves_the_distribution(models):
+    from decbench.decoders.speculative.spectr import spectr_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, spectr_proposer(draft), spectr_rule)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_broken_spectr_is_detected(models):
+    from decbench.decoders.speculative.spectr import kseq_select, spectr_rule
+
+    def broken_select(p, q, tokens, generator):  # the residual of a single draft, not of k
+        chosen, _ = kseq_select(p, q, tokens, generator)
+        residual = (p - torch.minimum(p, q)).clamp_min(0)
+        return chosen, residual / residual.sum()
+
+    target, draft, exact = models
+    counts = tree_joint(target, spectr_proposer(draft), lambda s: spectr_rule(s, broken_select))
+    assert chi2_pvalue(counts, exact) < 1e-6
+
+
+def rsd_proposer(draft):
+    from decbench.decoders.speculative.rsd import RSDOptions, RSDProposer
+
+    return lambda: RSDProposer(draft, RSDOptions(branches=[3, 2], budget=6))
+
+
+def test_rsd_preserves_the_distribution(models):
+    from decbench.decoders.speculative.rsd import rsd_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_proposer(draft), rsd_rule)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_broken_rsd_is_detected(models):
+    from decbench.decoders.speculative.rsd import rrs_step, rsd_rule
+
+    def broken_step(p, q, token):  # recovers from p itself instead of max(0, p - q)
+        chance, _, q_next = rrs_step(p, q, token)
+        return chance, p, q_next
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_proposer(draft), lambda s: rsd_rule(s, broken_step))
+    assert chi2_pvalue(counts, exact) < 1e-6
+
+
+# -- DEL: self-speculation from the target's own first layers (needs a 2-layer target) ---------
+@pytest.fixture(scope="module")
+def two_layer_target():
+    model = tiny_llama(seed=8, vocab=VOCAB, layers=2)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(12.0)
+        for weight in (model.model.layers[1].mlp.down_proj, model.model.layers[1].self_attn.o_proj):
+            weight.weight.mul_(10.0)  # the last layer matters: the exit-1 draft really differs
+    model.generation_config.eos_token_id = None
+    target = runner_for(model)
+    ids = torch.tensor([PROMPT])
+    with torch.inference_mode():
+        p = model(ids).logits[0, -1].softmax(-1)
+        q = truncated_runner(target, 1).model(ids).logits[0, -1].softmax(-1)
+    assert (p - q).abs().sum() > 0.5  # otherwise the DEL tests would pass vacuously
+    return target, exact_joint(target)
+
+
+def del_joint(target, rule) -> torch.Tensor:
+    from decbench.decoders.speculative.dynamic_exit import DynamicExitOptions, DynamicExitProposer
+
+    options = DynamicExitOptions(exits=[1], k_max=3, stop_below=0.2, probe_every=1)
+    counts, drafted = torch.zeros(VOCAB**3), 0
+    for seed in range(SAMPLES):
+        settings = SamplingSettings(**{**SETTINGS.__dict__, "seed": seed})
+        request = make_request(PROMPT, max_new_tokens=4, sampling=settings)
+        proposer = DynamicExitProposer(target, options, [1])
+        proposer.matched[1] = 0.9  # a confident start: on 2 layers the prior would not draft
+        try:
+            result = engine.run_speculative("t", options, target, proposer, request, rule)
+        finally:
+            proposer.close()
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[t2 * VOCAB * VOCAB + t3 * VOCAB + t4] += 1
+        drafted += sum(len(step.drafted) for step in result.steps)
+    assert drafted > SAMPLES  # the exit layer really drafted (the test is not vacuous)
+    return counts
+
+
+def test_del_preserves_the_distribution(two_layer_target):
+    target, exact = two_layer_target
+    assert chi2_pvalue(del_joint(target, rejection_sampling), exact) > 1e-3
+
+
+def test_broken_rule_under_del_is_detected(two_layer_target):
+    target, exact = two_layer_target
+    assert chi2_pvalue(del_joint(target, broken_rule), exact) < 1e-6
