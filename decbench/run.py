@@ -12,6 +12,7 @@ import torch
 from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
+from decbench.backends.static import runner_facts
 from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
@@ -98,6 +99,7 @@ class Session:
             model=self.profile.model.name,
             model_fingerprint=fingerprint(folder) if folder else None,
             kernels=kernels_in_use(self.target.model),
+            **runner_facts(self.target),
             seed=self.profile.sampling.seed,
         )
 

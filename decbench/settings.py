@@ -22,6 +22,8 @@ class BackendSettings:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     kernels: str = "auto"  # auto | decbench | stock: decode-time CPU kernels (backends/kernels.py)
+    runner: str = "eager"  # eager (DynamicCache) | static (pre-allocated cache, backends/static.py)
+    compile: bool = True  # static runner: torch.compile its decode forwards (CUDA graphs on GPU)
 
 
 @dataclass

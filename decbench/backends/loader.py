@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from decbench.backends import kernels
+from decbench.backends import kernels, static
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
 from decbench.errors import ConfigError, ModelError
@@ -59,6 +59,9 @@ def load_runner(
     folder = resolve(model.name, progress)
     remote = model.trust_remote_code
     use_kernels = kernels.wanted(backend.kernels, device, dtype)
+    static.check_runner(backend.runner)
+    if backend.runner == "static":  # compiles stock modules unless kernels are asked for by name
+        use_kernels = backend.kernels == "decbench"
     special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
     if special is not None:
         with _quiet_transformers():
@@ -75,6 +78,8 @@ def load_runner(
         runner = ModelRunner(lm.to(device), tokenizer, name=model.name, folder=folder)
     if use_kernels:
         kernels.install(runner.model)
+    if backend.runner == "static":
+        runner = static.static_runner(runner, backend.compile, progress)
     return runner
 
 

@@ -70,6 +70,10 @@ class ModelRunner:
         return self.cache.get_seq_length()
 
     # -- phases ------------------------------------------------------------------------------
+    def reserve(self, length: int) -> None:
+        """The coming request needs up to `length` positions (prompt + new tokens). The
+        DynamicCache grows as it goes; runners with a pre-allocated cache size it from this."""
+
     def reset(self) -> None:
         """Drop the KV cache; the next call must be `prefill`."""
         self.cache = DynamicCache(config=self.model.config)

@@ -85,7 +85,7 @@ def check_comparable(labels: list[str], profiles: list[Profile]) -> None:
 
 def _model_key(profile: Profile) -> tuple:
     m, b = profile.model, profile.backend
-    return (m.name, m.trust_remote_code, b.device, b.dtype, b.kernels)
+    return (m.name, m.trust_remote_code, b.device, b.dtype, b.kernels, b.runner, b.compile)
 
 
 def open_contenders(
