@@ -60,8 +60,6 @@ def load_runner(
     remote = model.trust_remote_code
     use_kernels = kernels.wanted(backend.kernels, device, dtype)
     static.check_runner(backend.runner)
-    if backend.runner == "static":  # compiles stock modules unless kernels are asked for by name
-        use_kernels = backend.kernels == "decbench"
     special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
     if special is not None:
         with _quiet_transformers():
