@@ -273,3 +273,17 @@ def test_half_precision_on_cuda_both_runners(dtype, tmp_path):
         greedy = decoder_on(runner, "greedy").generate(make_request(PROMPTS[0], 24)).token_ids
         pld = decoder_on(runner, "pld").generate(make_request(PROMPTS[0], 24)).token_ids
         assert greedy == eager and pld == eager, compiled
+
+
+@pytest.mark.parametrize("family", [tiny_llama, tiny_qwen2])
+def test_both_runners_give_the_last_layers_hidden_states(family):
+    """Eagle, Medusa and contrastive read the final hidden states: both runners catch the
+    decoder's output instead of asking for every layer's, and it is that last layer's."""
+    model = family()
+    ids = torch.tensor([[3, 4, 5, 6, 7]])
+    with torch.inference_mode():
+        expected = model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    for runner in (ModelRunner(model), StaticRunner(model, compile=False, pad=True)):
+        runner.prefill(ids[:, :2], hidden=True)
+        got = runner.forward(ids[:, 2:], hidden=True).hidden
+        torch.testing.assert_close(got, expected[:, 2:], atol=1e-5, rtol=1e-5)
