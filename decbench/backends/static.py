@@ -11,15 +11,16 @@ tensor of `capacity` slots, allocated once per request:
 - rollback (`crop`) moves the length pointer; no tensor is touched;
 - tree compaction copies only the accepted rows into place, for all layers in one copy.
 
-Decode-sized forwards (up to `BUCKETS[-1]` new tokens) are padded up to a bucket and run through
-`torch.compile(dynamic=False)`: one graph per bucket, reused across steps and prompts. The
-capacity is rounded to `GRAIN` slots and only grows, so graphs are recompiled only when a longer
-request arrives. `warm_up` compiles every bucket ahead of timing and records the seconds in
-`compile_s`. The prefill (any length) runs eagerly on the same cache. On CUDA the compile mode is
+Forwards of up to `BUCKETS[-1]` new tokens are padded up to a bucket (padding rows are computed
+and dropped) and run through `torch.compile(dynamic=False)`: one graph per bucket, reused across
+steps and prompts. The capacity dimension is marked dynamic, so a request that needs a bigger
+cache reuses the same graphs (CUDA graphs record once more per capacity). `warm_up` compiles
+every bucket at load, ahead of any timing, and records the seconds in `compile_s`. Wider
+forwards (long prefills) run eagerly on the same cache. On CUDA the compile mode is
 "reduce-overhead" (CUDA graphs). If compiling fails, the runner warns once and stays eager.
 
-Logits come only from the final hidden states through the LM head (no per-layer hidden states);
-the prefill computes them only for the rows asked for.
+Logits come from the decoder stack's final hidden states through the LM head (no per-layer
+hidden states); an eager forward computes them only for the rows asked for.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class StaticRunner(ModelRunner):
         self._head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         self.cache: SlotCache | None = None
         self.reserved = 0  # slots the coming request asked for (`reserve`)
-        self.compile_s = 0.0  # seconds spent compiling (warm-up), never in a timed run
+        self.compile_s = 0.0  # seconds spent compiling (at load, in `warm_up`)
         self.compile_error: str | None = None
         self._compiled: Callable | None = None
         if compile:
@@ -130,7 +131,7 @@ class StaticRunner(ModelRunner):
             self._compiled = torch.compile(self._step, dynamic=False, fullgraph=False, mode=mode)
         self._cudagraphs = compile and self.device.type == "cuda"
         self._pad = compile if pad is None else pad
-        self._warm: set[tuple[int, int, int]] = set()  # (batch, bucket, capacity) compiled
+        self._warm: set[tuple[int, int, int]] = set()  # (batch, bucket, CUDA-graph capacity)
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -147,8 +148,8 @@ class StaticRunner(ModelRunner):
         self.reserved = length
 
     def _allocate(self, batch: int, needed: int) -> None:
-        """A cache of at least `needed` + HEADROOM slots; the capacity only grows (each new
-        capacity means new compiled graphs)."""
+        """A cache of at least `needed` + HEADROOM slots. The capacity only grows: the compiled
+        graphs take any capacity, but CUDA graphs record once per capacity."""
         old = self.cache
         capacity = -(-(needed + HEADROOM) // GRAIN) * GRAIN
         if old is not None and old.batch == batch and old.capacity >= needed + HEADROOM:
