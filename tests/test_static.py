@@ -287,3 +287,25 @@ def test_both_runners_give_the_last_layers_hidden_states(family):
         runner.prefill(ids[:, :2], hidden=True)
         got = runner.forward(ids[:, 2:], hidden=True).hidden
         torch.testing.assert_close(got, expected[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_an_unknown_runner_is_a_config_error_before_loading(monkeypatch, capsys):
+    from tests.test_cli import run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "hi", "--set", "backend.runner=fast")
+    assert code == 2
+    assert "backend.runner: 'fast' is not one of eager, static" in err
+
+
+@pytest.mark.model
+def test_generate_on_the_static_runner_records_it(monkeypatch, capsys):
+    import json
+
+    from tests.test_cli import run_cli
+
+    args = ["generate", "Name three colors.", "-n", "8", "--json"]
+    args += ["--set", "backend.runner=static", "--set", "backend.compile=false"]
+    code, out, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0
+    env = json.loads(out)["environment"]
+    assert env["runner"] == "static" and env["compiled"] is False

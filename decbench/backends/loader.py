@@ -54,12 +54,12 @@ def load_runner(
     """Resolve and load a causal LM with its tokenizer onto the backend's device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    static.check_runner(backend.runner)
     device, dtype = pick_device(backend.device), pick_dtype(backend.dtype)
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
     remote = model.trust_remote_code
     use_kernels = kernels.wanted(backend.kernels, device, dtype)
-    static.check_runner(backend.runner)
     special = special_loader(folder)  # folders written by `decbench quantize` / `distill`
     if special is not None:
         with _quiet_transformers():
