@@ -13,6 +13,7 @@ from decbench.backends.capabilities import check_supported
 from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
+from decbench.backends.static import runner_facts
 from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
@@ -99,6 +100,7 @@ class Session:
             model=self.profile.model.name,
             model_fingerprint=fingerprint(folder) if folder else None,
             **self._kernels(),
+            **runner_facts(self.target),
             seed=self.profile.sampling.seed,
             backend=backend.name,
             **getattr(self.target, "environment", dict)(),  # backend-specific facts, if any

@@ -29,6 +29,8 @@ class BackendSettings:
     kernels: str = "auto"  # auto | decbench | stock: decode-time CPU kernels (backends/kernels.py)
     n_ctx: int = 4096  # llama.cpp only: KV cache cells (prompt + generated + one verify block)
     n_batch: int = 512  # llama.cpp only: tokens per llama_decode (n_batch = n_ubatch)
+    runner: str = "eager"  # eager (DynamicCache) | static (pre-allocated cache, backends/static.py)
+    compile: bool = True  # static runner: torch.compile its decode forwards (CUDA graphs on GPU)
 
 
 @dataclass

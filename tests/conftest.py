@@ -49,15 +49,19 @@ def runner_for(model) -> ModelRunner:
     return ModelRunner(model, tokenizer=None, name=type(model).__name__)
 
 
-@pytest.fixture(params=["llama", "qwen2", "llama-kernels"])
+@pytest.fixture(params=["llama", "qwen2", "llama-kernels", "llama-static"])
 def tiny_runner(request) -> ModelRunner:
-    """Every decoder test runs on stock transformers modules and once more on decbench's
-    decode kernels (backends/kernels.py), which the CPU default turns on."""
+    """Every decoder test runs on stock transformers modules, once more on decbench's decode
+    kernels (backends/kernels.py), which the CPU default turns on, and once on the static runner
+    (backends/static.py), uncompiled but padded to its compile buckets."""
     from decbench.backends import kernels
+    from decbench.backends.static import StaticRunner
 
     model = tiny_qwen2() if request.param == "qwen2" else tiny_llama()
     if request.param.endswith("kernels"):
         kernels.install(model)
+    if request.param.endswith("static"):
+        return StaticRunner(model, name="LlamaForCausalLM", compile=False, pad=True)
     return runner_for(model)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from decbench.backends import kernel_check, kernels
+from decbench.backends import kernel_check, kernels, static
 from decbench.backends.capabilities import check_backend
 from decbench.backends.runner import ModelRunner
 from decbench.backends.special import special_loader
@@ -66,6 +66,7 @@ def load_runner(
         from decbench.backends.llamacpp import load_llamacpp_runner
 
         return load_llamacpp_runner(model, backend, progress)
+    static.check_runner(backend.runner)
     device, dtype = pick_device(backend.device), pick_dtype(backend.dtype)
     apply_threads(backend.threads)
     folder = resolve(model.name, progress)
@@ -88,6 +89,10 @@ def load_runner(
             lm = lm.to(device)
         runner = ModelRunner(lm, tokenizer, name=model.name, folder=folder)
     runner.kernels = kernel_check.choose(runner, backend.kernels, dtype)
+    if backend.runner == "static":
+        choice = runner.kernels
+        runner = static.static_runner(runner, backend.compile, progress)
+        runner.kernels = choice
     return runner
 
 

@@ -7,6 +7,8 @@ what lets one speculative engine serve every proposer on stock transformers mode
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,10 @@ class ModelRunner:
         return self.cache.get_seq_length()
 
     # -- phases ------------------------------------------------------------------------------
+    def reserve(self, length: int) -> None:
+        """The coming request needs up to `length` positions (prompt + new tokens). The
+        DynamicCache grows as it goes; runners with a pre-allocated cache size it from this."""
+
     def reset(self) -> None:
         """Drop the KV cache; the next call must be `prefill`."""
         self.cache = DynamicCache(config=self.model.config)
@@ -107,20 +113,18 @@ class ModelRunner:
         kwargs = {}
         if tree_mask is not None:
             kwargs["attention_mask"] = self._additive_mask(tree_mask.to(self.device), past)
-        out = self.model(
-            input_ids=ids,
-            position_ids=positions.to(self.device),
-            **{self._cache_kwarg: self.cache},
-            use_cache=True,
-            logits_to_keep=0 if all_logits else 1,
-            output_hidden_states=hidden,
-            **kwargs,
-        )
+        with final_hidden(self.model, hidden) as states:
+            out = self.model(
+                input_ids=ids,
+                position_ids=positions.to(self.device),
+                **{self._cache_kwarg: self.cache},
+                use_cache=True,
+                logits_to_keep=0 if all_logits else 1,
+                **kwargs,
+            )
         self.cache = cache_of(out)
         self.forward_calls += 1
-        return ForwardOutput(
-            logits=out.logits.float(), hidden=out.hidden_states[-1] if hidden else None
-        )
+        return ForwardOutput(logits=out.logits.float(), hidden=states[0] if hidden else None)
 
     def _additive_mask(self, tree_mask: torch.Tensor, past: int) -> torch.Tensor:
         """[batch, n, n] bool -> [batch, 1, n, past + n] additive float mask (0 = attend)."""
@@ -163,3 +167,22 @@ class ModelRunner:
 
     def synchronize(self) -> None:
         synchronize(self.device)
+
+
+@contextlib.contextmanager
+def final_hidden(model: PreTrainedModel, wanted: bool) -> Iterator[list[torch.Tensor]]:
+    """Catch the decoder stack's output (the last layer's hidden states after the final norm,
+    [batch, n, hidden]) during one forward, instead of asking for every layer's states."""
+    caught: list[torch.Tensor] = []
+    if not wanted:
+        yield caught
+        return
+
+    def hook(module, args, output) -> None:
+        caught.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handle = model.get_decoder().register_forward_hook(hook)
+    try:
+        yield caught
+    finally:
+        handle.remove()

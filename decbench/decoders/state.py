@@ -34,6 +34,9 @@ class GenerationState:
         self.stops = list(request.generation.stop)
         room = target.max_context - self.prompt_len
         self.max_new = max(0, min(request.generation.max_new_tokens, room))
+        reserve = getattr(target, "reserve", None)  # runners with a pre-allocated cache
+        if reserve is not None:  # (the diffusion runner has none)
+            reserve(self.prompt_len + self.max_new)
         self.timer = target.timer
         self.timer.reset()
         self._mark = self.timer.snapshot()
