@@ -175,12 +175,7 @@ class RankStore(RunStore):
 
     def append(self, record: dict[str, Any]) -> None:
         record["environment"] = {**record["environment"], **self.ranks.environment()}
-        line = json.dumps(record, default=str)
-        with self.samples_path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.records.append(record)
+        self._write(record)  # the answer files are rank 0's, after the merge
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         return self.folder / "summary.json"  # the merged summary is rank 0's, after every rank

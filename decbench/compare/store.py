@@ -85,13 +85,17 @@ class RunStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one finished record and make it durable before going on."""
+        self._write(record)
+        self.answers.append(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """One line to samples_path, flushed and fsynced; then the record is known as done."""
         line = json.dumps(record, default=str)
         with self.samples_path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.records.append(record)
-        self.answers.append(record)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         path = self.folder / SUMMARY_FILE
