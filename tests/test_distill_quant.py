@@ -123,7 +123,7 @@ def test_distilled_student_is_a_lossless_draft(tiny_folder, tmp_path, vocab_subs
 
 
 def test_medusa_heads_train_and_save(tiny_folder, tmp_path):
-    from decbench.train.medusa import load_heads
+    from decbench.drafts.medusa import load_heads
 
     folder, prompts = tiny_folder
     out = tmp_path / "medusa"
@@ -135,7 +135,7 @@ def test_medusa_heads_train_and_save(tiny_folder, tmp_path):
 
 def test_medusa_heads_with_a_vocabulary_subset_drive_a_lossless_medusa(tiny_folder, tmp_path):
     from decbench.decoders.speculative.medusa import Medusa, MedusaOptions
-    from decbench.train.medusa import load_heads
+    from decbench.drafts.medusa import load_heads
 
     folder, prompts = tiny_folder
     out = tmp_path / "medusa"
@@ -156,7 +156,7 @@ def test_medusa_heads_with_a_vocabulary_subset_drive_a_lossless_medusa(tiny_fold
 
 def test_eagle_draft_drives_a_lossless_eagle(tiny_folder, tmp_path):
     from decbench.decoders.speculative.eagle import Eagle, EagleOptions
-    from decbench.train.eagle import load_eagle
+    from decbench.drafts.eagle import load_eagle
 
     folder, prompts = tiny_folder
     out = tmp_path / "eagle"
@@ -191,7 +191,7 @@ def test_eagle_init_starts_from_a_trained_draft(tiny_folder, tmp_path):
     assert record["init"]["command"] == ["x"] and record["config"]["init"] == str(first)
     with pytest.raises(ConfigError, match="--init"):
         run_distill(distill_config(folder, prompts, tmp_path / "s", init=str(first)), ["x"])
-    from decbench.train.eagle import EagleDraft, EagleShape, save_eagle
+    from decbench.drafts.eagle import EagleDraft, EagleShape, save_eagle
 
     other = tmp_path / "other"  # made for a hidden size of 16: the target has 32
     other.mkdir()

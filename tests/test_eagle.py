@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from decbench.decoders.speculative.eagle import Eagle, EagleOptions
+from decbench.drafts.eagle import EagleChain, EagleDraft, EagleShape, load_eagle, save_eagle
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from decbench.train.eagle import EagleChain, EagleDraft, EagleShape, load_eagle, save_eagle
 from tests.conftest import make_request, no_models_ctx, repetitive_prompts
 from tests.test_tree import greedy_ids, sampling_matches_target
 

@@ -13,9 +13,9 @@ import torch
 
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.eagle2 import CandidateTree, Eagle2, Eagle2Options, expand
+from decbench.drafts.eagle import EagleChain
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from decbench.train.eagle import EagleChain
 from tests.conftest import make_request, no_models_ctx, repetitive_prompts
 from tests.test_eagle import eagle_folder, random_draft, shape_of, trained_folder
 from tests.test_tree import greedy_ids

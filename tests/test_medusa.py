@@ -14,9 +14,9 @@ from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.medusa import Medusa, MedusaOptions, grow_tree
 from decbench.decoders.speculative.proposer import Draft, Feedback, last_row
 from decbench.decoders.speculative.typical import typical_rule, typical_threshold
+from decbench.drafts.medusa import MedusaHeads, load_heads, save_heads
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from decbench.train.medusa import MedusaHeads, load_heads, save_heads
 from tests.conftest import make_request, no_models_ctx, repetitive_prompts
 from tests.test_tree import greedy_ids, sampling_matches_target
 

@@ -28,7 +28,7 @@ def load_quantized_runner(name: str, folder: Path, device: torch.device, dtype) 
 def load_student_runner(name: str, folder: Path, device: torch.device, dtype) -> ModelRunner:
     from transformers import AutoTokenizer
 
-    from decbench.train.student import load_student
+    from decbench.drafts.student import load_student
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = load_student(folder, dtype).to(device)

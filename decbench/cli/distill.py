@@ -12,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
 from decbench.errors import ConfigError, unknown
-from decbench.train.trainer import KINDS, DistillConfig, StepStats, run_distill
+from decbench.train.config import default, flag
+from decbench.train.kinds import kind_names
+from decbench.train.trainer import DistillConfig, StepStats, run_distill
 
 EXAMPLES = """
 Examples:
@@ -41,45 +43,53 @@ def distill(
             help="student, medusa, eagle, or dllm (a masked-diffusion model; `make dllm`).",
         ),
     ] = "student",
-    layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = 2,
+    layers: Annotated[int, typer.Option("--layers", help="student: layers kept.")] = default(
+        "layers"
+    ),
     vocab_subset: Annotated[
         int, typer.Option("--vocab-subset", help="Head over the N most frequent tokens (0 = all).")
-    ] = 0,
-    heads: Annotated[int, typer.Option("--heads", help="medusa: number of heads.")] = 3,
+    ] = default("vocab_subset"),
+    heads: Annotated[int, typer.Option("--heads", help="medusa: number of heads.")] = default(
+        "heads"
+    ),
     k: Annotated[
         int, typer.Option("--k", help="student, eagle: draft length of the held-out estimate.")
-    ] = 4,
+    ] = default("k"),
     unroll: Annotated[
         int,
         typer.Option(
             "--unroll", help="eagle: train the first N chain steps as decoding runs them."
         ),
-    ] = 1,
+    ] = default("unroll"),
     init: Annotated[
         str | None,
         typer.Option("--init", help="eagle: start from this trained draft (folder or alias)."),
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = 200,
-    batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-4,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = default("steps"),
+    batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = default("batch"),
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = default("lr"),
     lr_schedule: Annotated[
         str, typer.Option("--lr-schedule", help="constant, or cosine (warm-up, decay to 0).")
-    ] = "constant",
-    seed: Annotated[int, typer.Option("--seed", help="Seed for init and batches.")] = 0,
+    ] = default("lr_schedule"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed for init and batches.")] = default(
+        "seed"
+    ),
     prompts: Annotated[
         str | None,
         typer.Option("--prompts", help="Prompt file (lines or JSONL 'prompt') or suite name."),
     ] = None,
     n_prompts: Annotated[
         int, typer.Option("--n-prompts", help="Prompts used (incl. held-out).")
-    ] = 128,
-    heldout: Annotated[int, typer.Option("--heldout", help="Held-out sequences.")] = 8,
+    ] = default("n_prompts"),
+    heldout: Annotated[int, typer.Option("--heldout", help="Held-out sequences.")] = default(
+        "heldout"
+    ),
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="Target tokens generated per prompt.")
-    ] = 96,
+    ] = default("max_new_tokens"),
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Checkpoint every N steps.")
-    ] = 25,
+    ] = default("checkpoint_every"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.")] = False,
     device: o.DeviceOpt = None,
     threads: o.ThreadsOpt = None,
@@ -94,23 +104,24 @@ def distill(
     method = "eagle", draft = "DIR". Prints held-out acceptance and MAT at the end.
     """
     out_ = Output(Mode.json if json_out else Mode.human)
-    if kind not in (*KINDS, "dllm"):
-        raise unknown("--kind", kind, (*KINDS, "dllm"))
+    kinds = (*kind_names(), "dllm")
+    if kind not in kinds:
+        raise unknown("--kind", kind, kinds)
     if kind == "dllm":  # a masked-diffusion model adapted from TARGET (`make dllm`)
-        given = {
-            "--vocab-subset": vocab_subset != 0,
-            "--heads": heads != 3,
-            "--k": k != 4,
-            "--unroll": unroll != 1,
-            "--init": init is not None,
-            "--lr-schedule": lr_schedule != "constant",
-            "--prompts": prompts is not None,
-            "--heldout": heldout != 8,
-            "--checkpoint-every": checkpoint_every != 25,
-            "--resume": resume,
-            "--device": device is not None,
+        values = {
+            "vocab_subset": vocab_subset,
+            "heads": heads,
+            "k": k,
+            "unroll": unroll,
+            "init": init,
+            "lr_schedule": lr_schedule,
+            "prompts": prompts,
+            "heldout": heldout,
+            "checkpoint_every": checkpoint_every,
         }
-        refuse_options("dllm", [flag for flag, set_ in given.items() if set_])
+        given = {flag(name): value != default(name) for name, value in values.items()}
+        given |= {"--resume": resume, "--device": device is not None}
+        refuse_options("dllm", [name for name, set_ in given.items() if set_])
         distill_dllm(
             out_, target, out, layers, steps, batch, lr, seed, n_prompts, max_new_tokens, threads
         )

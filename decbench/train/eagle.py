@@ -1,154 +1,97 @@
-"""EAGLE draft head (Li et al., "EAGLE: Speculative Sampling Requires Rethinking Feature
-Uncertainty", ICML 2024): one decoder layer that drafts at the level of the target's features.
-
-The target's last hidden state f_i (after the final norm, so its logits are f_i @ lm_head.T)
-predicts token x_{i+1}. The draft reads the pair (f_i, embedding of x_{i+1}), fused by one
-linear layer, runs one Llama-style decoder layer over the sequence of such pairs, and outputs
-f'_{i+1}, a guess of the target's next feature; the target's own LM head turns it into a guess
-of x_{i+2}. Drafting further feeds (f'_{i+1}, x'_{i+2}) back in. Knowing the token that was
-actually chosen is what makes this far more accurate than Medusa's heads, which guess every
-position from one feature.
-
-Training (decbench.train.trainer, `--kind eagle`) reads the cached features of the target's
-own greedy continuations, as in the paper: a smooth-L1 regression to the next feature plus
+"""`--kind eagle`: the EAGLE draft layer (Li et al., "EAGLE: Speculative Sampling Requires
+Rethinking Feature Uncertainty", ICML 2024) trained on the cached features of the target's own
+greedy continuations, as in the paper: a smooth-L1 regression to the next feature plus
 CLS_WEIGHT times the cross-entropy to the target's next-token distribution, with uniform noise
 on the input features so that the draft tolerates its own imperfect features when it chains.
-
-Layer: no norm before attention (the fused input is fresh), RoPE, grouped-query attention, an
-RMSNorm before a SwiGLU MLP, no final norm (the output is compared with normed features). The
-shapes follow the target's config; the weights start random. The token embedding and the LM
-head are the target's, frozen and never stored; a `subset` of token ids restricts the LM head
-rows the draft scores, as for Medusa (verification stays lossless either way).
-
-Stored as `eagle.safetensors` with the marker `decbench-eagle.json` (shape and target).
-"""
+The module and its storage are decbench.drafts.eagle."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from decbench.train import stored
+from decbench.drafts.eagle import MARKER as EAGLE_MARKER
+from decbench.drafts.eagle import EagleChain, EagleDraft, EagleShape, load_eagle, save_eagle
+from decbench.drafts.stored import check_fits
+from decbench.models import artifact_path
+from decbench.train.data import Sequence
+from decbench.train.heldout import Walk, walk_chains
+from decbench.train.kinds import DraftKind, register_kind
+from decbench.train.losses import make_batch
 
-MARKER = "decbench-eagle.json"
-WEIGHTS = "eagle.safetensors"
-SCHEMA = "decbench/eagle/v1"
 CLS_WEIGHT = 1.0  # token loss weight (the paper: 0.1; 1.0 did a little better here, see README)
 NOISE = 0.2  # uniform noise amplitude on input features while training (features: std ~2)
 GRAD_CLIP = 0.5  # gradient norm limit, as in the paper's training (without it lr 1e-3 diverged)
 
 
-@dataclass
-class EagleShape:
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    rope_theta: float = 10000.0
-    eps: float = 1e-5
+@register_kind
+class EagleKind(DraftKind):
+    name = "eagle"
+    options = ("k", "unroll", "init")
+    uses_states = True
+    grad_clip = GRAD_CLIP
+    marker = EAGLE_MARKER
 
-    @classmethod
-    def of(cls, config) -> EagleShape:
-        """The target's layer shape, from its transformers config."""
-        hidden = config.hidden_size
-        heads = config.num_attention_heads
-        rope = getattr(config, "rope_parameters", None) or {}
-        theta = getattr(config, "rope_theta", None) or rope.get("rope_theta", 10000.0)
-        return cls(
-            hidden=hidden,
-            heads=heads,
-            kv_heads=getattr(config, "num_key_value_heads", None) or heads,
-            head_dim=getattr(config, "head_dim", None) or hidden // heads,
-            intermediate=getattr(config, "intermediate_size", None) or 4 * hidden,
-            rope_theta=float(theta),
-            eps=float(getattr(config, "rms_norm_eps", 1e-5)),
+    def __init__(self, config, target, sequences, states, subset) -> None:
+        super().__init__(config, target, sequences, states, subset)
+        weight = self.target.get_output_embeddings().weight
+        if config.init:
+            self.eagle, record = load_eagle(artifact_path(config.init))
+            hidden, init_subset = self.eagle.shape.hidden, self.eagle.subset
+            check_fits("--init", config.init, hidden, init_subset, record, config.target, weight)
+            self.eagle.requires_grad_(True)
+            self.subset = self.eagle.subset
+        else:
+            self.eagle = EagleDraft(EagleShape.of(self.target.config), subset)
+        self.eagle.to(self.target.device)
+        self.head_rows = self.eagle.rows(weight)
+        self.embed = self.target.get_input_embeddings().weight
+        self.trained = self.eagle
+
+    def loss(self, picks: list[int], generator: torch.Generator) -> tuple[torch.Tensor, float]:
+        """Whole rows from the start (the draft attends over the prompt's features too), cut at
+        `seq_len`, right-padded; features from the cache. Only the rows decoding drafts from
+        count: the last prompt token's and the continuation's."""
+        assert self.states is not None
+        rows = [self.sequences[i] for i in picks]
+        ids, mask = make_batch(rows, self.config.seq_len, self.pad)
+        features = torch.zeros(*ids.shape, self.head_rows.shape[1])
+        scored = torch.zeros(ids.shape[0], ids.shape[1] - 1, dtype=torch.bool)
+        for row, i in enumerate(picks):
+            n = int(mask[row].sum())
+            features[row, :n] = self.states[i][:n].float()
+            scored[row, rows[row].prompt_len - 1 :] = True
+        device = self.head_rows.device
+        return eagle_loss(
+            self.eagle,
+            self.embed,
+            self.head_rows,
+            ids.to(device),
+            features.to(device),
+            mask.to(device),
+            generator,
+            scored.to(device),
+            self.config.unroll,
         )
 
+    def walk(self, sequence: Sequence, state: torch.Tensor | None) -> Walk:
+        """The draft's real incremental chain on the target's cached features."""
+        assert state is not None
+        truth, start = sequence.ids, sequence.prompt_len
+        chain = EagleChain(self.eagle, self.embed, self.head_rows)
+        features = state.to(self.head_rows.device, torch.float32)
+        chain.extend(features[:start], truth[1 : start + 1])
 
-KV = tuple[torch.Tensor, torch.Tensor]  # ([b, kv_heads, n, head_dim]) keys, values
+        def accepted(c: int, a: int) -> None:
+            after = truth[c + 1 : c + a + 2]  # short at the end: no bonus in the data
+            chain.extend(features[c : c + len(after)], after)
 
+        return Walk(walk_chains(truth, start, self.config.k, lambda c, k: chain.chain(k), accepted))
 
-class EagleDraft(nn.Module):
-    def __init__(self, shape: EagleShape, subset: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.shape = shape
-        h, d = shape.hidden, shape.head_dim
-        self.fc = nn.Linear(2 * h, h)  # [embedding ; feature] -> the layer's input
-        self.q_proj = nn.Linear(h, shape.heads * d, bias=False)
-        self.k_proj = nn.Linear(h, shape.kv_heads * d, bias=False)
-        self.v_proj = nn.Linear(h, shape.kv_heads * d, bias=False)
-        self.o_proj = nn.Linear(shape.heads * d, h, bias=False)
-        self.norm = nn.RMSNorm(h, eps=shape.eps)
-        self.gate_proj = nn.Linear(h, shape.intermediate, bias=False)
-        self.up_proj = nn.Linear(h, shape.intermediate, bias=False)
-        self.down_proj = nn.Linear(shape.intermediate, h, bias=False)
-        self.register_buffer("subset", None if subset is None else subset.long())  # [v'] ids
-        self._inv_freq: torch.Tensor | None = None  # RoPE frequencies, kept out of .to(dtype)
-
-    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """[n] positions -> (cos, sin) [n, head_dim], in the Llama (rotate-half) layout."""
-        inv = self._inv_freq
-        if inv is None or inv.device != positions.device:  # once, not in every draft step
-            d = self.shape.head_dim
-            steps = torch.arange(0, d, 2, device=positions.device, dtype=torch.float32)
-            inv = self._inv_freq = 1.0 / self.shape.rope_theta ** (steps / d)  # float32 always
-        angles = positions.float()[:, None] * inv[None]  # [n, d/2]
-        angles = torch.cat([angles, angles], -1)
-        return angles.cos().to(dtype), angles.sin().to(dtype)
-
-    def forward(
-        self,
-        embeds: torch.Tensor,  # [b, n, hidden] embeddings of the tokens x_{i+1}
-        features: torch.Tensor,  # [b, n, hidden] features f_i
-        positions: torch.Tensor,  # [n] positions i
-        past: KV | None = None,  # keys and values of earlier positions
-        mask: torch.Tensor | None = None,  # [n, past + n] bool, who sees whom (training unroll)
-    ) -> tuple[torch.Tensor, KV]:
-        """([b, n, hidden] predicted features f'_{i+1}, keys and values past + new). By default
-        new rows see all of `past` and, causally, each other."""
-        b, n, _ = embeds.shape
-        d, heads, kv_heads = self.shape.head_dim, self.shape.heads, self.shape.kv_heads
-        x = self.fc(torch.cat([embeds, features], -1))
-        q = self.q_proj(x).view(b, n, heads, d).transpose(1, 2)
-        k = self.k_proj(x).view(b, n, kv_heads, d).transpose(1, 2)
-        v = self.v_proj(x).view(b, n, kv_heads, d).transpose(1, 2)
-        cos, sin = self.rope(positions, q.dtype)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        if past is not None:
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
-        if mask is None and past is not None and n > 1:  # the past, then causal among new rows
-            seen = past[0].shape[2]
-            mask = torch.ones(n, seen + n, dtype=torch.bool, device=x.device).tril(seen)
-        attended = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=mask is None and past is None and n > 1,
-            enable_gqa=heads != kv_heads,
-        )
-        x = x + self.o_proj(attended.transpose(1, 2).reshape(b, n, heads * d))
-        y = self.norm(x)
-        x = x + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
-        return x, (k, v)
-
-    def rows(self, head_weight: torch.Tensor) -> torch.Tensor:
-        """The LM head rows the draft scores: [v', hidden]."""
-        return head_weight if self.subset is None else head_weight[self.subset].contiguous()
-
-    def token_ids(self, index: torch.Tensor) -> torch.Tensor:
-        """Map positions in the draft's output (subset order) to token ids."""
-        return index if self.subset is None else self.subset[index]
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], -1)
+    def save(self, folder: Path, record: dict, tokenizer) -> None:
+        save_eagle(self.eagle, folder, record)
 
 
 def eagle_loss(
@@ -218,56 +161,3 @@ def unroll_mask(s: int, n: int, device: torch.device) -> torch.Tensor:
     j = torch.arange(n, device=device)[None, :]
     blocks = [j <= i - s] + [j == i - s + e for e in range(1, s + 1)]
     return torch.cat(blocks, 1)
-
-
-class EagleChain:
-    """Incremental drafting for one sequence. The draft's cache holds only rows whose feature is
-    the target's own (`extend`); `chain` drafts from the last of them on a copy, so a rejected
-    draft leaves nothing to roll back."""
-
-    def __init__(self, draft: EagleDraft, embed: torch.Tensor, rows: torch.Tensor) -> None:
-        self.draft, self.embed, self.rows = draft, embed, rows
-        self.past: KV | None = None
-        self.length = 0  # rows in the cache, all from real features
-        self.last: torch.Tensor | None = None  # [hidden] predicted feature after the last row
-
-    @torch.inference_mode()
-    def extend(self, features: torch.Tensor, next_tokens: list[int]) -> None:
-        """Rows (f_i, x_{i+1}) for the next positions: features [r, hidden], tokens [r]."""
-        if not next_tokens:
-            return
-        r = len(next_tokens)
-        ids = torch.tensor(next_tokens, device=self.embed.device)
-        positions = torch.arange(self.length, self.length + r, device=self.embed.device)
-        feats = features.to(self.embed.dtype)[None]
-        out, self.past = self.draft(self.embed[ids][None], feats, positions, self.past)
-        self.length += r
-        self.last = out[0, -1]
-
-    @torch.inference_mode()
-    def chain(self, k: int) -> list[int]:
-        """k greedy draft tokens after the last real row; the cache keeps only the real rows."""
-        tokens: list[int] = []
-        feature, past = self.last, self.past
-        for step in range(k):
-            token = int(self.draft.token_ids((feature @ self.rows.t()).argmax()))
-            tokens.append(token)
-            if step + 1 < k:
-                position = torch.tensor([self.length + step], device=self.embed.device)
-                embeds = self.embed[token][None, None]
-                out, past = self.draft(embeds, feature[None, None], position, past)
-                feature = out[0, -1]
-        return tokens
-
-
-def save_eagle(draft: EagleDraft, folder: Path, record: dict, dtype=torch.bfloat16) -> None:
-    subset = None if draft.subset is None else len(draft.subset)
-    fields = {"schema": SCHEMA, **record, "shape": asdict(draft.shape), "vocab_subset": subset}
-    stored.save_module(draft, folder, WEIGHTS, MARKER, fields, dtype)
-
-
-def load_eagle(folder: Path, dtype: torch.dtype = torch.float32) -> tuple[EagleDraft, dict]:
-    state, subset, record = stored.read_module(folder, WEIGHTS, MARKER, "method.draft", "eagle")
-    draft = EagleDraft(EagleShape(**record["shape"]), subset)
-    draft.load_state_dict(state, strict=False)
-    return draft.to(dtype).eval().requires_grad_(False), record

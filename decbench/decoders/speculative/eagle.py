@@ -1,5 +1,5 @@
 """EAGLE (Li et al., "EAGLE: Speculative Sampling Requires Rethinking Feature Uncertainty", ICML
-2024): a one-layer draft that extrapolates the target's last hidden state (decbench.train.eagle).
+2024): a one-layer draft that extrapolates the target's last hidden state (decbench.drafts.eagle).
 
 The target's verify forward already yields its features at the accepted positions; the draft
 appends them to its own small cache, paired with the token each one chose, and chains k guesses
@@ -28,10 +28,10 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
+from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
+from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
-from decbench.train.eagle import EagleChain, EagleDraft, load_eagle
-from decbench.train.stored import check_fits
 
 
 @dataclass

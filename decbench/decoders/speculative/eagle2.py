@@ -1,5 +1,5 @@
 """EAGLE-2 (Li et al., "EAGLE-2: Faster Inference of Language Models with Dynamic Draft Trees",
-EMNLP 2024): the EAGLE draft layer (eagle.py, decbench.train.eagle) grows a tree shaped by its
+EMNLP 2024): the EAGLE draft layer (eagle.py, decbench.drafts.eagle) grows a tree shaped by its
 own confidence instead of a chain.
 
 Expand: the depth-1 candidates are the draft's top-k tokens after the last real row. At each
@@ -39,10 +39,10 @@ from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree, tree_size
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
+from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
+from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
-from decbench.train.eagle import EagleChain, EagleDraft, load_eagle
-from decbench.train.stored import check_fits
 
 
 @dataclass

@@ -9,7 +9,7 @@ candidate tree. The paper uses a static tree calibrated on head accuracies; here
 grown best-first by the product of the heads' probabilities along each path (the dynamic-tree
 idea of EAGLE-2), up to `nodes` nodes, so it adapts to how sure the heads are at each step.
 
-The heads are trained by `decbench distill --kind medusa` (decbench.train.medusa); the default
+The heads are trained by `decbench distill --kind medusa` (decbench.drafts.medusa); the default
 model ships with a set (alias `smollm2-135m-medusa`).
 
 Acceptance: `acceptance = "exact"` (default) is lossless: longest-path exact match under greedy,
@@ -32,10 +32,10 @@ from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.decoders.speculative.typical import typical_rule
+from decbench.drafts.medusa import MedusaHeads, load_heads
+from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
-from decbench.train.medusa import MedusaHeads, load_heads
-from decbench.train.stored import check_fits
 
 ACCEPTANCE = ("exact", "typical")
 

@@ -32,8 +32,8 @@ from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.sam import check_sam_options, load_datastore
 from decbench.decoders.speculative.suffix_automaton import StaticAutomaton, StreamMatcher
+from decbench.drafts.eagle import EagleChain
 from decbench.results import GenerationResult
-from decbench.train.eagle import EagleChain
 
 
 @dataclass
