@@ -19,8 +19,9 @@ from decbench.decoders.speculative.aded import (
 from decbench.decoders.speculative.proposer import Draft, Feedback
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
-from tests.test_tree import greedy_ids, sampling_matches_target
+from tests.conformance import assert_equals_greedy
+from tests.conftest import no_models_ctx, repetitive_prompts
+from tests.test_tree import sampling_matches_target
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -105,13 +106,8 @@ PROMPTS = repetitive_prompts(5, seed=6)
 )
 def test_aded_equals_greedy(tiny_runner, options):
     decoder = Aded(tiny_runner, Aded.Options(**options), no_models_ctx())
-    total_accepted = 0
-    for prompt in PROMPTS:
-        for n in (1, 7, 24):
-            result = decoder.generate(make_request(prompt, n))
-            assert result.token_ids == greedy_ids(tiny_runner, prompt, n), (options, prompt, n)
-            total_accepted += result.stats["accepted"]
-    assert total_accepted > 0
+    results = assert_equals_greedy(decoder, tiny_runner, PROMPTS)
+    assert sum(r.stats["accepted"] for r in results) > 0  # not all rejected: not vacuous
 
 
 def test_sampling_preserves_the_distribution():

@@ -19,6 +19,7 @@ from decbench.decoders.speculative.lookahead import (
 from decbench.decoders.speculative.proposer import ProposerContext
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
+from tests.conformance import assert_equals_greedy
 from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runner_for, tiny_llama
 from tests.test_tree import greedy_ids, sampling_matches_target, sequential_logits
 
@@ -125,13 +126,8 @@ PROMPTS = repetitive_prompts(5, seed=2)
 )
 def test_lookahead_equals_greedy(tiny_runner, options):
     decoder = Lookahead(tiny_runner, Lookahead.Options(**options), no_models_ctx())
-    total_accepted = 0
-    for prompt in PROMPTS:
-        for n in (1, 7, 24):
-            result = decoder.generate(make_request(prompt, n))
-            assert result.token_ids == greedy_ids(tiny_runner, prompt, n), (options, prompt, n)
-            total_accepted += result.stats["accepted"]
-    assert total_accepted > 0
+    results = assert_equals_greedy(decoder, tiny_runner, PROMPTS)
+    assert sum(r.stats["accepted"] for r in results) > 0  # not all rejected: not vacuous
 
 
 def test_jacobi_ngrams_alone_get_accepted():
