@@ -29,6 +29,7 @@ _BUILTINS = [
     "decbench.decoders.contrastive",
     "decbench.decoders.momentum",
     "decbench.decoders.beam",
+    "decbench.decoders.grid_beam",
     "decbench.decoders.ead",
     "decbench.decoders.hf_greedy",
     "decbench.decoders.hf_sample",
