@@ -129,7 +129,7 @@ def test_bad_phrases_are_refused():
         GridBeamOptions(include=["ab", "  "])
     with pytest.raises(ConfigError, match=r"method\.beam must be >= 1"):
         GridBeamOptions(beam=0)
-    with pytest.raises(ConfigError, match="take 7 tokens but only 6 new tokens"):
+    with pytest.raises(ConfigError, match="take 7 tokens but at most 6 can be generated"):
         grid(runner, include=["abcd", "efg"]).generate(make_request([3], 6))
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         grid(runner_for(tiny_llama()), include=["a"]).generate(make_request([3], 6))
@@ -165,13 +165,13 @@ def test_cli_refuses_phrases_longer_than_the_budget(monkeypatch, capsys):
         "-m",
         "grid-beam",
         "-n",
-        "2",
+        "1",
         "--set",
         'method.include=["river bank"]',
     ]
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2
-    assert "only 2 new tokens are allowed" in err and err.count("error:") == 1
+    assert "take 2 tokens but at most 1 can be generated" in err and err.count("error:") == 1
 
 
 @pytest.mark.model

@@ -269,8 +269,8 @@ def decode_grid_beam(
     needed = sum(len(p) for p in phrases)
     if needed > state.max_new:
         raise ConfigError(
-            f"method.include: the phrases take {needed} tokens but only {state.max_new} new "
-            "tokens are allowed; raise generation.max_new_tokens or drop a phrase"
+            f"method.include: the phrases take {needed} tokens but at most {state.max_new} can "
+            "be generated; raise generation.max_new_tokens or drop a phrase"
         )
     search = GridSearch(target, options, state, phrases)
     steps = 0
