@@ -38,6 +38,7 @@ _BUILTINS = [
     "decbench.decoders.llamacpp_greedy",
     "decbench.decoders.llamacpp_pld",
     "decbench.decoders.dllm_confidence",
+    "decbench.decoders.dllm_dingo",
     "decbench.decoders.dllm_threshold",
     "decbench.decoders.dllm_prophet",
     "decbench.decoders.dllm_credit",
