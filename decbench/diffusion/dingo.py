@@ -11,8 +11,10 @@ to an allowed end state, the programme returns the one maximising sum_i log p_i(
     W[0, q] = 0 if q = start else -inf
     W[i + 1, q'] = max over DFA edges (q, t, q') of W[i, q] + log p_(i+1)(t)
 
-with a back-pointer per (position, state); the answer ends in the best allowed end state. Each
-position is one pass over the DFA's edge list (a scatter-max into the states), O(d · edges).
+with a back-pointer per (position, state); the answer ends in the best allowed end state. Tokens
+whose transitions agree from every state form a class, and only a class's most probable token
+can be on a best path, so each position costs one pass over the vocabulary (the class maxima)
+and one over the class-level edges (a scatter-max into the states).
 Positions already placed enter as point masses on their token. The result is the exact
 constrained argmax (tested against brute-force enumeration), which is what makes the
 constrained decoding faithful to the model: nothing outside the constraint is ever preferred,
@@ -28,6 +30,21 @@ from decbench.diffusion.token_dfa import TokenDFA
 NEG = float("-inf")
 
 
+def class_maxima(dfa: TokenDFA, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logprobs [d, vocab] -> per position and token class, the best log-probability and the
+    (lowest) token that has it: ([d, classes + 1], [d, classes + 1])."""
+    d, vocab = logprobs.shape
+    index = dfa.token_class.expand(d, vocab)
+    width = dfa.classes + 1  # the last class holds the tokens never allowed
+    best = torch.full((d, width), NEG, dtype=logprobs.dtype)
+    best = best.scatter_reduce(1, index, logprobs, "amax", include_self=True)
+    won = (logprobs == best.gather(1, index)) & (logprobs > NEG)
+    ids = torch.where(won, torch.arange(vocab).expand(d, vocab), vocab)
+    token = torch.full((d, width), vocab, dtype=torch.long)
+    token = token.scatter_reduce(1, index, ids, "amin", include_self=True)
+    return best, token
+
+
 def block_argmax(
     dfa: TokenDFA,
     logprobs: torch.Tensor,  # [d, vocab] per-position log-probabilities (placed: point masses)
@@ -35,16 +52,19 @@ def block_argmax(
     end_ok: torch.Tensor,  # [states] bool: states the block may end in
 ) -> tuple[list[int], float] | None:
     """The highest-scoring allowed token string of the block and its summed log-probability, or
-    None when no allowed string exists."""
-    src, tok, dst = dfa.src, dfa.tok, dfa.dst
+    None when no allowed string exists. Tokens with the same transitions from every state are
+    interchangeable for the DFA, so each position only needs each class's best token: the
+    programme runs over the class-level edges."""
+    src, cls, dst = dfa.src, dfa.cls, dfa.dst
     edges = len(src)
     states = dfa.states
+    class_best, class_token = class_maxima(dfa, logprobs.double())
     score = torch.full((states,), NEG, dtype=torch.float64)
     score[start] = 0.0
     back = []  # per position: [states] winning edge index (edges = none)
     index = torch.arange(edges)
-    for row in logprobs.double():
-        cand = score[src] + row[tok]  # [edges]
+    for row in class_best:
+        cand = score[src] + row[cls]  # [edges]
         best = torch.full((states,), NEG, dtype=torch.float64).scatter_reduce(
             0, dst, cand, "amax", include_self=True
         )
@@ -60,9 +80,9 @@ def block_argmax(
         return None
     tokens = []
     state = int(state)
-    for first in reversed(back):
-        edge = int(first[state])
-        tokens.append(int(tok[edge]))
+    for position in range(len(back) - 1, -1, -1):
+        edge = int(back[position][state])
+        tokens.append(int(class_token[position, cls[edge]]))
         state = int(src[edge])
     return tokens[::-1], float(total)
 

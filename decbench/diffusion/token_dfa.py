@@ -33,8 +33,11 @@ class TokenDFA:
     ended: int  # the state after EOS: only EOS follows
     distance: torch.Tensor  # [states] int64: fewest tokens to acceptance (UNREACHABLE if none)
     eos: list[int]
-    src: torch.Tensor  # [edges] allowed transitions as edge lists, for the DINGO programme
-    tok: torch.Tensor  # [edges]
+    token_class: torch.Tensor  # [vocab] int64: tokens with equal table columns share a class
+    # (`classes` for tokens never allowed); the DINGO programme works on classes, not tokens
+    classes: int
+    src: torch.Tensor  # [edges] allowed transitions between states, one per token class
+    cls: torch.Tensor  # [edges]
     dst: torch.Tensor  # [edges]
 
     @property
@@ -163,7 +166,7 @@ def build_token_dfa(regex: str, texts: list[str | None], eos: list[int]) -> Toke
     initial = number[fsm.initial]
     if dist[initial] == UNREACHABLE:
         raise ConfigError(f"method.regex {regex!r} matches no string this vocabulary can spell")
-    src, tok = np.nonzero(table >= 0)
+    token_class, classes, (src, cls, dst) = token_classes(table)
     return TokenDFA(
         regex=regex,
         table=torch.from_numpy(table),
@@ -171,10 +174,25 @@ def build_token_dfa(regex: str, texts: list[str | None], eos: list[int]) -> Toke
         ended=ended,
         distance=torch.from_numpy(dist),
         eos=list(eos),
+        token_class=torch.from_numpy(token_class),
+        classes=classes,
         src=torch.from_numpy(src),
-        tok=torch.from_numpy(tok),
-        dst=torch.from_numpy(table[src, tok]),
+        cls=torch.from_numpy(cls),
+        dst=torch.from_numpy(dst),
     )
+
+
+def token_classes(table: np.ndarray):
+    """Tokens whose transitions agree from every state form one class. Returns the class of
+    each token ([vocab], `classes` for tokens never allowed), the number of classes, and the
+    edges (src, class, dst) of the class-level table."""
+    allowed = (table >= 0).any(axis=0)
+    columns, inverse = np.unique(table[:, allowed].T, axis=0, return_inverse=True)
+    classes = len(columns)
+    token_class = np.full(table.shape[1], classes, dtype=np.int64)
+    token_class[allowed] = inverse.reshape(-1)
+    src, cls = np.nonzero(columns.T >= 0)
+    return token_class, classes, (src, cls, columns.T[src, cls])
 
 
 def token_texts(tokenizer, vocab_size: int, exclude: set[int]) -> list[str | None]:
