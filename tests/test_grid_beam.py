@@ -88,6 +88,15 @@ def test_every_output_contains_every_phrase():
     assert ended_at_eos > 0  # some searches end at EOS after meeting their phrases
 
 
+def test_phrases_on_every_runner(tiny_runner):
+    """The grid's batch grows and shrinks between steps; every cache reorders to it."""
+    runner = with_tokenizer(tiny_runner)
+    result = grid(runner, include=["abc", "d", "ef"], beam=3).generate(make_request([4, 5], 14))
+    for phrase in ("abc", "d", "ef"):
+        assert contains(result.token_ids, runner.tokenizer.encode(phrase))
+    assert result.stats["constraint"]["hypotheses_expanded"] > 3 * len(result.token_ids)
+
+
 def test_phrases_exactly_filling_the_budget():
     """C == max_new_tokens: the output is the phrases in some order, nothing else."""
     runner = with_tokenizer(runner_for(tiny_llama()))
