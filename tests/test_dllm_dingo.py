@@ -13,7 +13,7 @@ import torch
 
 from decbench.decoders.dllm_confidence import DllmConfidence
 from decbench.decoders.dllm_dingo import DllmDingo
-from decbench.diffusion.dingo import block_argmax, point_masses
+from decbench.diffusion.dingo import block_argmax, block_rows
 from decbench.diffusion.token_dfa import build_token_dfa, token_texts
 from decbench.errors import ConfigError
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx
@@ -107,14 +107,17 @@ def brute_force(regex, logprobs, placed, ok):
 
 @pytest.mark.parametrize("regex", [r"(ab|c)+\.", r"x1|12|a+", r"[0-9]{2}-?b"])
 def test_block_programme_is_the_brute_force_argmax(regex):
+    """Free positions, a placed one (a point mass) and a masked one (any token, probability 1):
+    the programme's tokens at the free positions and its score are the enumeration's."""
     dfa = tiny_dfa(regex)
     g = torch.Generator().manual_seed(0)
     found_some = 0
-    for trial in range(12):
-        d = 3 if trial % 4 == 3 else 2  # 48^2 strings to enumerate either way
+    for trial in range(16):
+        d = 3 if trial % 4 in (1, 3) else 2  # at most 48^2 strings to enumerate
         logprobs = torch.log_softmax(torch.randn(d, TINY_VOCAB, generator=g) * 3, dim=-1)
-        placed = {1: 30} if trial % 4 == 3 else {}  # a placed '3' in the middle
-        rows = point_masses(logprobs, placed)  # the placed token has probability 1
+        placed = {1: 30} if trial % 4 in (1, 3) else {}  # a placed '3' in the middle
+        masked = [d - 1] if trial % 4 in (2, 3) else []  # the last position stays masked
+        rows = block_rows(logprobs, placed, masked)
         end_ok = dfa.distance == 0  # the last block: a full match
         got = block_argmax(dfa, rows, dfa.initial, end_ok)
         want, want_score = brute_force(regex, rows, placed, lambda t: fullmatch(regex, t))
@@ -123,9 +126,12 @@ def test_block_programme_is_the_brute_force_argmax(regex):
             continue
         found_some += 1
         tokens, score = got
-        assert tokens == want
+        assert fullmatch(regex, tokens)  # the masked position's pick is some allowed token
+        free = [i for i in range(d) if i not in masked]
+        assert [tokens[i] for i in free] == [want[i] for i in free]
         assert score == pytest.approx(want_score)
-        assert math.exp(score) == pytest.approx(float(rows[range(d), want].sum().exp()))
+        unmasked = [i for i in free if i not in placed]
+        assert score == pytest.approx(sum(float(logprobs[i, tokens[i]]) for i in unmasked))
     assert found_some >= 8
 
 

@@ -1,19 +1,20 @@
 """dllm-dingo: the dLLM reference decoding under a regular-expression constraint, through DINGO's
 dynamic programme.
 
-Paper: Suresh, Ugare, Singh, Misailovic, "DINGO: Constrained Inference for Diffusion LLMs",
-2025.
+Paper: Suresh, Banerjee, Ugare, Misailovic, Singh, "DINGO: Constrained Inference for Diffusion
+LLMs", 2025.
 
-Each denoiser forward gives the current block's positions their distributions. DINGO's
-programme (decbench/diffusion/dingo.py) finds the most probable token string for the whole
-block that the regex's token DFA allows from the state reached by the blocks before it, with
-the block's placed tokens fixed; the block must end in a state from which the rest of the canvas
-can still complete a match (the last block: a full match, EOS padding included). Then, as in
-dllm-confidence, the `tokens_per_step` masked positions whose chosen token is most probable are
-unmasked with it. The previous step's string stays allowed after its tokens are placed, so every
-later programme has a solution and the finished canvas always matches the regex (tested on
-random distributions and end to end). The token DFA is built once per decoder from the
-tokenizer's vocabulary (decbench/diffusion/token_dfa.py).
+Each denoiser forward gives the current block's positions their distributions. As in
+dllm-confidence, the `tokens_per_step` most confident masked positions of the block are the ones
+unmasked (the mask-prediction step, unchanged). Which tokens go there is DINGO's programme
+(decbench/diffusion/dingo.py): the most probable block string that the regex's token DFA
+allows from the state the blocks before it reached, with the tokens placed earlier fixed and
+the positions that stay masked free to become any one token later; the block must end in a
+state from which the rest of the canvas can still complete a match (the last block: a full
+match, EOS padding included). The previous step's string stays allowed after its tokens are
+placed, so every later programme has a solution and the finished canvas always matches the
+regex (tested on random distributions and end to end). The token DFA is built once per decoder
+from the tokenizer's vocabulary (decbench/diffusion/token_dfa.py).
 
 Why a method of its own rather than an option of dllm-confidence: dllm-confidence stays the
 unconstrained reference that every dllm-* method (this one included) is compared against for
@@ -21,8 +22,8 @@ agreement, and the constrained step is a different rule (a programme over the bl
 per-position argmax). Where the regex allows every token the model prefers, the two agree token
 for token (tested).
 
-Not lossless: the constraint changes the output. Within the constraint the block string is the
-exact argmax of the model's per-position distributions, as the paper's programme states.
+Not lossless: the constraint changes the output. Within it, the unmasked tokens are the exact
+constrained argmax of the model's per-position distributions, the paper's guarantee.
 Greedy only (temperature 0).
 """
 
@@ -36,8 +37,8 @@ import torch
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.diffusion.canvas import DiffusionDecode, most_confident
-from decbench.diffusion.dingo import block_argmax, point_masses
+from decbench.diffusion.canvas import DiffusionDecode, confidence, most_confident
+from decbench.diffusion.dingo import block_argmax, block_rows
 from decbench.diffusion.runner import DiffusionRunner
 from decbench.diffusion.token_dfa import build_token_dfa, char_dfa, token_texts
 from decbench.errors import ConfigError, RunError
@@ -50,7 +51,8 @@ class DllmDingo(Decoder):
         requires=frozenset({TORCH_MODEL}),
         name="dllm-dingo",
         summary="dLLM reference decoding whose output matches `regex` (DINGO's block programme)",
-        paper="Suresh et al., DINGO: Constrained Inference for Diffusion LLMs, 2025",
+        paper="Suresh, Banerjee, Ugare, Misailovic, Singh, DINGO: Constrained Inference for "
+        "Diffusion LLMs, 2025",
         lossless=False,
         lossless_note="the regex changes the output; within it each block is the exact "
         "constrained argmax; equals dllm-confidence where the regex allows the model's choices",
@@ -101,28 +103,32 @@ class DllmDingo(Decoder):
         return result
 
     def constrained_step(self, run: DiffusionDecode, logits: torch.Tensor):
-        """DINGO over the current block, then the most confident masked positions of its
-        answer. logits: [gen, vocab]. Returns (block, positions, tokens)."""
+        """One diffusion step under the regex. logits: [gen, vocab]. Returns (block, positions,
+        tokens). Which positions to unmask is dllm-confidence's rule (the k most confident
+        masked positions of the block); which tokens go there is DINGO's programme over the
+        block, with the other masked positions left as ⊥."""
         canvas = run.canvas
         block = canvas.current_block()
         start, end = canvas.block_range(block)
-        state = self.dfa.walk(canvas.generated[:start].tolist())
-        logprobs = torch.log_softmax(logits[start:end].float(), dim=-1)  # [d, vocab]
+        allowed = canvas.block_mask()
+        conf, _ = confidence(logits)
+        k = min(self.options.tokens_per_step, int(allowed.sum()))
+        positions = most_confident(conf, allowed, k)  # generated-region coordinates
         current = canvas.generated[start:end].tolist()
         placed = {i: t for i, t in enumerate(current) if t != canvas.mask_id}
+        unmask = {p - start for p in positions}
+        masked = [i for i in range(end - start) if i not in placed and i not in unmask]
+        logprobs = torch.log_softmax(logits[start:end].float(), dim=-1)  # [d, vocab]
+        rows = block_rows(logprobs, placed, masked)
+        state = self.dfa.walk(canvas.generated[:start].tolist())
         end_ok = self.dfa.distance <= canvas.gen_len - end
-        found = block_argmax(self.dfa, point_masses(logprobs, placed), state, end_ok)
+        found = block_argmax(self.dfa, rows, state, end_ok)
         if found is None:  # cannot happen: the previous step's string is still allowed
             raise RunError(
                 f"method.regex {self.options.regex!r}: no allowed string for block {block}"
             )
         chosen, _ = found
-        conf = logprobs[torch.arange(end - start), chosen].exp()  # [d]
-        allowed = canvas.block_mask()[start:end]
-        picked = most_confident(
-            conf, allowed, min(self.options.tokens_per_step, int(allowed.sum()))
-        )
-        return block, [start + i for i in picked], [chosen[i] for i in picked]
+        return block, positions, [chosen[p - start] for p in positions]
 
     def stats(self, result: GenerationResult) -> dict:
         seconds = result.timings.phases.get("constraint", 0.0)

@@ -1,12 +1,19 @@
 """DINGO's dynamic programme: the most probable token string of a block that a regex allows.
 
-Paper: Suresh, Ugare, Singh, Misailovic, "DINGO: Constrained Inference for Diffusion LLMs",
-2025.
+Paper: Suresh, Banerjee, Ugare, Misailovic, Singh, "DINGO: Constrained Inference for Diffusion
+LLMs", 2025.
 
 A denoiser forward gives every position of a block its own distribution over tokens, and the
-positions are independent given the canvas. Among the strings t_1..t_d of the block that keep
-the regex's token DFA (decbench/diffusion/token_dfa.py) on a path from the block's start state
-to an allowed end state, the programme returns the one maximising sum_i log p_i(t_i):
+positions are independent given the canvas. A diffusion step then decides which positions to
+unmask; the others stay masked (the paper's ⊥), and a masked position can later become any one
+token. Among the block strings that keep the regex's token DFA (decbench/diffusion/token_dfa.py)
+on a path from the block's start state to an allowed end state, the programme returns the one
+maximising sum_i log p_i(t_i), where the rows it is given say what each position may be:
+
+- a position unmasked in this step: its distribution from the denoiser;
+- a position placed earlier: a point mass on its token (`block_rows`);
+- a position that stays masked: log-probability 0 for every token, i.e. ⊥ moves the DFA to any
+  state one token away at no cost (the token the programme picks there is not placed).
 
     W[0, q] = 0 if q = start else -inf
     W[i + 1, q'] = max over DFA edges (q, t, q') of W[i, q] + log p_(i+1)(t)
@@ -14,11 +21,10 @@ to an allowed end state, the programme returns the one maximising sum_i log p_i(
 with a back-pointer per (position, state); the answer ends in the best allowed end state. Tokens
 whose transitions agree from every state form a class, and only a class's most probable token
 can be on a best path, so each position costs one pass over the vocabulary (the class maxima)
-and one over the class-level edges (a scatter-max into the states).
-Positions already placed enter as point masses on their token. The result is the exact
-constrained argmax (tested against brute-force enumeration), which is what makes the
-constrained decoding faithful to the model: nothing outside the constraint is ever preferred,
-and nothing inside it is lost to a greedy token-by-token mask.
+and one over the class-level edges (a scatter-max into the states). The result is the exact
+constrained argmax (tested against brute-force enumeration): the unmasked tokens are the most
+probable ones under the model's distribution among those the regex allows with the rest of the
+block still completable, which is the paper's guarantee.
 """
 
 from __future__ import annotations
@@ -87,11 +93,16 @@ def block_argmax(
     return tokens[::-1], float(total)
 
 
-def point_masses(logprobs: torch.Tensor, placed: dict[int, int]) -> torch.Tensor:
-    """logprobs [d, vocab] with rows of placed positions (index -> token) replaced by point
-    masses on their token."""
+def block_rows(
+    logprobs: torch.Tensor,  # [d, vocab] the denoiser's log-probabilities for the block
+    placed: dict[int, int],  # position -> token placed earlier
+    masked: list[int],  # positions that stay masked after this step (⊥)
+) -> torch.Tensor:
+    """The programme's rows [d, vocab]: placed positions as point masses on their token, masked
+    ones as 0 everywhere (any one token, at no cost), the rest as given."""
     out = logprobs.clone()
     for i, token in placed.items():
         out[i] = NEG
         out[i, token] = 0.0
+    out[masked] = 0.0
     return out
