@@ -13,7 +13,7 @@ import torch
 
 from decbench.decoders.dllm_confidence import DllmConfidence
 from decbench.decoders.dllm_dingo import DllmDingo
-from decbench.diffusion.dingo import block_argmax, block_rows
+from decbench.diffusion.dingo import block_argmax, block_scores
 from decbench.diffusion.token_dfa import build_token_dfa, token_texts
 from decbench.errors import ConfigError
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx
@@ -92,6 +92,17 @@ def test_token_dfa_accepts_what_re_fullmatches(regex):
 
 
 # -- the block programme against brute force -----------------------------------------------------
+def enumeration_rows(logprobs, placed, masked):
+    """The brute force's view of a step: a placed position has its token with probability 1, a
+    masked one any token with probability 1."""
+    rows = logprobs.clone()
+    for i, token in placed.items():
+        rows[i] = -math.inf
+        rows[i, token] = 0.0
+    rows[masked] = 0.0
+    return rows
+
+
 def brute_force(regex, logprobs, placed, ok):
     """Every string of the block (placed positions fixed) that `ok` accepts; the best one."""
     d, vocab = logprobs.shape
@@ -117,9 +128,9 @@ def test_block_programme_is_the_brute_force_argmax(regex):
         logprobs = torch.log_softmax(torch.randn(d, TINY_VOCAB, generator=g) * 3, dim=-1)
         placed = {1: 30} if trial % 4 in (1, 3) else {}  # a placed '3' in the middle
         masked = [d - 1] if trial % 4 in (2, 3) else []  # the last position stays masked
-        rows = block_rows(logprobs, placed, masked)
+        rows = enumeration_rows(logprobs, placed, masked)
         end_ok = dfa.distance == 0  # the last block: a full match
-        got = block_argmax(dfa, rows, dfa.initial, end_ok)
+        got = block_argmax(dfa, block_scores(dfa, logprobs, placed, masked), dfa.initial, end_ok)
         want, want_score = brute_force(regex, rows, placed, lambda t: fullmatch(regex, t))
         if want is None:
             assert got is None
@@ -150,7 +161,7 @@ def test_block_programme_for_a_middle_block_keeps_a_completable_prefix():
             return state >= 0 and int(dfa.distance[state]) <= room
 
         want, want_score = brute_force(regex, logprobs, {}, ok)
-        got = block_argmax(dfa, logprobs, dfa.initial, end_ok)
+        got = block_argmax(dfa, block_scores(dfa, logprobs, {}, []), dfa.initial, end_ok)
         if room < 2:  # "123-a" takes 4 tokens at least ("12" "3" "-" "a")
             assert want is None and got is None
             continue

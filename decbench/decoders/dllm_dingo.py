@@ -37,8 +37,8 @@ import torch
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.diffusion.canvas import DiffusionDecode, confidence, most_confident
-from decbench.diffusion.dingo import block_argmax, block_rows
+from decbench.diffusion.canvas import Canvas, DiffusionDecode, confidence, most_confident
+from decbench.diffusion.dingo import block_argmax, block_scores
 from decbench.diffusion.runner import DiffusionRunner
 from decbench.diffusion.token_dfa import build_token_dfa, char_dfa, token_texts
 from decbench.errors import ConfigError, RunError
@@ -95,40 +95,43 @@ class DllmDingo(Decoder):
             )
         while not run.done:
             logits = run.denoise()
+            block = run.canvas.current_block()
+            positions = self.positions_to_unmask(run.canvas, logits)
             with run.timer.phase("constraint"):
-                block, positions, tokens = self.constrained_step(run, logits)
+                tokens = self.dingo_tokens(run.canvas, block, logits, positions)
             run.apply(positions, tokens, block)
         result = run.result()
         result.stats["constraint"] = self.stats(result)
         return result
 
-    def constrained_step(self, run: DiffusionDecode, logits: torch.Tensor):
-        """One diffusion step under the regex. logits: [gen, vocab]. Returns (block, positions,
-        tokens). Which positions to unmask is dllm-confidence's rule (the k most confident
-        masked positions of the block); which tokens go there is DINGO's programme over the
-        block, with the other masked positions left as ⊥."""
-        canvas = run.canvas
-        block = canvas.current_block()
-        start, end = canvas.block_range(block)
+    def positions_to_unmask(self, canvas: Canvas, logits: torch.Tensor) -> list[int]:
+        """dllm-confidence's rule: the k most confident masked positions of the current block
+        (confidence of the unconstrained argmax). logits: [gen, vocab]."""
         allowed = canvas.block_mask()
         conf, _ = confidence(logits)
         k = min(self.options.tokens_per_step, int(allowed.sum()))
-        positions = most_confident(conf, allowed, k)  # generated-region coordinates
+        return most_confident(conf, allowed, k)
+
+    def dingo_tokens(
+        self, canvas: Canvas, block: int, logits: torch.Tensor, positions: list[int]
+    ) -> list[int]:
+        """DINGO's programme over the block, with the masked positions other than `positions`
+        left as ⊥; the tokens it puts at `positions`."""
+        start, end = canvas.block_range(block)
         current = canvas.generated[start:end].tolist()
         placed = {i: t for i, t in enumerate(current) if t != canvas.mask_id}
         unmask = {p - start for p in positions}
         masked = [i for i in range(end - start) if i not in placed and i not in unmask]
-        logprobs = torch.log_softmax(logits[start:end].float(), dim=-1)  # [d, vocab]
-        rows = block_rows(logprobs, placed, masked)
+        scores = block_scores(self.dfa, logits[start:end], placed, masked)
         state = self.dfa.walk(canvas.generated[:start].tolist())
         end_ok = self.dfa.distance <= canvas.gen_len - end
-        found = block_argmax(self.dfa, rows, state, end_ok)
+        found = block_argmax(self.dfa, scores, state, end_ok)
         if found is None:  # cannot happen: the previous step's string is still allowed
             raise RunError(
                 f"method.regex {self.options.regex!r}: no allowed string for block {block}"
             )
         chosen, _ = found
-        return block, positions, [chosen[p - start] for p in positions]
+        return [chosen[p - start] for p in positions]
 
     def stats(self, result: GenerationResult) -> dict:
         seconds = result.timings.phases.get("constraint", 0.0)
@@ -140,6 +143,6 @@ class DllmDingo(Decoder):
             "dfa_states": self.dfa.states,
             "live_tokens": self.dfa.live_tokens,  # tokens allowed from some state
             "dfa_build_s": self.build_s,  # once per decoder, not per request
-            "bookkeeping_s": seconds,  # DINGO programmes and DFA walks
+            "bookkeeping_s": seconds,  # DINGO programmes and DFA walks (not the confidence rule)
             "bookkeeping_s_per_step": seconds / steps if steps else 0.0,
         }

@@ -11,9 +11,11 @@ on a path from the block's start state to an allowed end state, the programme re
 maximising sum_i log p_i(t_i), where the rows it is given say what each position may be:
 
 - a position unmasked in this step: its distribution from the denoiser;
-- a position placed earlier: a point mass on its token (`block_rows`);
+- a position placed earlier: a point mass on its token;
 - a position that stays masked: log-probability 0 for every token, i.e. ⊥ moves the DFA to any
   state one token away at no cost (the token the programme picks there is not placed).
+
+`block_scores` turns these into per-class tables; `block_argmax` runs the programme:
 
     W[0, q] = 0 if q = start else -inf
     W[i + 1, q'] = max over DFA edges (q, t, q') of W[i, q] + log p_(i+1)(t)
@@ -37,23 +39,48 @@ NEG = float("-inf")
 
 
 def class_maxima(dfa: TokenDFA, logprobs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logprobs [d, vocab] -> per position and token class, the best log-probability and the
-    (lowest) token that has it: ([d, classes + 1], [d, classes + 1])."""
-    d, vocab = logprobs.shape
-    index = dfa.token_class.expand(d, vocab)
+    """logprobs [n, vocab] -> per row and token class, the best log-probability and the
+    (lowest) token that has it: ([n, classes + 1], [n, classes + 1])."""
+    n, vocab = logprobs.shape
+    index = dfa.token_class.expand(n, vocab)
     width = dfa.classes + 1  # the last class holds the tokens never allowed
-    best = torch.full((d, width), NEG, dtype=logprobs.dtype)
+    best = torch.full((n, width), NEG, dtype=logprobs.dtype)
     best = best.scatter_reduce(1, index, logprobs, "amax", include_self=True)
     won = (logprobs == best.gather(1, index)) & (logprobs > NEG)
-    ids = torch.where(won, torch.arange(vocab).expand(d, vocab), vocab)
-    token = torch.full((d, width), vocab, dtype=torch.long)
+    ids = torch.where(won, torch.arange(vocab).expand(n, vocab), vocab)
+    token = torch.full((n, width), vocab, dtype=torch.long)
     token = token.scatter_reduce(1, index, ids, "amin", include_self=True)
+    return best, token
+
+
+def block_scores(
+    dfa: TokenDFA,
+    logits: torch.Tensor,  # [d, vocab] the denoiser's logits for the block
+    placed: dict[int, int],  # position -> token placed earlier
+    masked: list[int],  # positions that stay masked after this step (⊥)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each position may be, per token class: ([d, classes + 1] best log-probability,
+    [d, classes + 1] its token). A placed position is a point mass on its token's class; one
+    that stays masked is any one token at no cost (each class's lowest token stands for it); the
+    other positions, the ones unmasked in this step, take the class maxima of their
+    distributions (the only full pass over the vocabulary)."""
+    d, width = logits.shape[0], dfa.classes + 1
+    best = torch.full((d, width), NEG, dtype=torch.float64)
+    token = dfa.representative.expand(d, width).clone()
+    best[masked, :-1] = 0.0
+    for i, t in placed.items():
+        best[i, dfa.token_class[t]] = 0.0
+        token[i, dfa.token_class[t]] = t
+    free = [i for i in range(d) if i not in placed and i not in masked]
+    if free:
+        logprobs = torch.log_softmax(logits[free].double(), dim=-1)
+        best[free], token[free] = class_maxima(dfa, logprobs)
     return best, token
 
 
 def block_argmax(
     dfa: TokenDFA,
-    logprobs: torch.Tensor,  # [d, vocab] per-position log-probabilities (placed: point masses)
+    scores: tuple[torch.Tensor, torch.Tensor],  # block_scores(...)
     start: int,  # DFA state before the block
     end_ok: torch.Tensor,  # [states] bool: states the block may end in
 ) -> tuple[list[int], float] | None:
@@ -61,10 +88,10 @@ def block_argmax(
     None when no allowed string exists. Tokens with the same transitions from every state are
     interchangeable for the DFA, so each position only needs each class's best token: the
     programme runs over the class-level edges."""
+    class_best, class_token = scores
     src, cls, dst = dfa.src, dfa.cls, dfa.dst
     edges = len(src)
     states = dfa.states
-    class_best, class_token = class_maxima(dfa, logprobs.double())
     score = torch.full((states,), NEG, dtype=torch.float64)
     score[start] = 0.0
     back = []  # per position: [states] winning edge index (edges = none)
@@ -91,18 +118,3 @@ def block_argmax(
         tokens.append(int(class_token[position, cls[edge]]))
         state = int(src[edge])
     return tokens[::-1], float(total)
-
-
-def block_rows(
-    logprobs: torch.Tensor,  # [d, vocab] the denoiser's log-probabilities for the block
-    placed: dict[int, int],  # position -> token placed earlier
-    masked: list[int],  # positions that stay masked after this step (⊥)
-) -> torch.Tensor:
-    """The programme's rows [d, vocab]: placed positions as point masses on their token, masked
-    ones as 0 everywhere (any one token, at no cost), the rest as given."""
-    out = logprobs.clone()
-    for i, token in placed.items():
-        out[i] = NEG
-        out[i, token] = 0.0
-    out[masked] = 0.0
-    return out

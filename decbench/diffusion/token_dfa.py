@@ -36,6 +36,7 @@ class TokenDFA:
     token_class: torch.Tensor  # [vocab] int64: tokens with equal table columns share a class
     # (`classes` for tokens never allowed); the DINGO programme works on classes, not tokens
     classes: int
+    representative: torch.Tensor  # [classes + 1] the lowest token id of each class
     src: torch.Tensor  # [edges] allowed transitions between states, one per token class
     cls: torch.Tensor  # [edges]
     dst: torch.Tensor  # [edges]
@@ -166,7 +167,7 @@ def build_token_dfa(regex: str, texts: list[str | None], eos: list[int]) -> Toke
     initial = number[fsm.initial]
     if dist[initial] == UNREACHABLE:
         raise ConfigError(f"method.regex {regex!r} matches no string this vocabulary can spell")
-    token_class, classes, (src, cls, dst) = token_classes(table)
+    token_class, classes, representative, (src, cls, dst) = token_classes(table)
     return TokenDFA(
         regex=regex,
         table=torch.from_numpy(table),
@@ -176,6 +177,7 @@ def build_token_dfa(regex: str, texts: list[str | None], eos: list[int]) -> Toke
         eos=list(eos),
         token_class=torch.from_numpy(token_class),
         classes=classes,
+        representative=torch.from_numpy(representative),
         src=torch.from_numpy(src),
         cls=torch.from_numpy(cls),
         dst=torch.from_numpy(dst),
@@ -184,15 +186,20 @@ def build_token_dfa(regex: str, texts: list[str | None], eos: list[int]) -> Toke
 
 def token_classes(table: np.ndarray):
     """Tokens whose transitions agree from every state form one class. Returns the class of
-    each token ([vocab], `classes` for tokens never allowed), the number of classes, and the
-    edges (src, class, dst) of the class-level table."""
-    allowed = (table >= 0).any(axis=0)
-    columns, inverse = np.unique(table[:, allowed].T, axis=0, return_inverse=True)
+    each token ([vocab], `classes` for tokens never allowed), the number of classes, the lowest
+    token of each class ([classes + 1], vocab for the last), and the edges (src, class, dst) of
+    the class-level table."""
+    vocab = table.shape[1]
+    allowed = np.nonzero((table >= 0).any(axis=0))[0]
+    columns, first, inverse = np.unique(
+        table[:, allowed].T, axis=0, return_index=True, return_inverse=True
+    )
     classes = len(columns)
-    token_class = np.full(table.shape[1], classes, dtype=np.int64)
+    token_class = np.full(vocab, classes, dtype=np.int64)
     token_class[allowed] = inverse.reshape(-1)
+    representative = np.append(allowed[first], vocab).astype(np.int64)
     src, cls = np.nonzero(columns.T >= 0)
-    return token_class, classes, (src, cls, columns.T[src, cls])
+    return token_class, classes, representative, (src, cls, columns.T[src, cls])
 
 
 def token_texts(tokenizer, vocab_size: int, exclude: set[int]) -> list[str | None]:
