@@ -258,3 +258,19 @@ def test_profile_and_spec():
     profile = load_profile("dllm-dingo")
     assert profile.options.regex and profile.options.block_length == 16
     assert DllmDingo.spec.diffusion and not DllmDingo.spec.lossless
+
+
+@pytest.mark.model
+def test_the_default_tokenizers_dfa(default_session):
+    """On the real 49152-token vocabulary: token texts concatenate to the decoded text, and the
+    DFA accepts the tokenisation of a matching string and refuses a near miss."""
+    tokenizer = default_session.target.tokenizer
+    texts = token_texts(tokenizer, default_session.target.vocab_size, exclude=set())
+    regex = r'\{"name": "[A-Za-z ]+", "age": [0-9]{1,3}\}'
+    dfa = build_token_dfa(regex, texts, default_session.target.eos_token_ids)
+    good = '{"name": "Ada Lovelace", "age": 36}'
+    ids = tokenizer.encode(good, add_special_tokens=False)
+    assert "".join(texts[i] for i in ids) == good
+    assert dfa.accepts(ids) and dfa.accepts([*ids, tokenizer.eos_token_id])
+    assert not dfa.accepts(tokenizer.encode(good.replace("36", "3600"), add_special_tokens=False))
+    assert dfa.classes < 100 < dfa.live_tokens

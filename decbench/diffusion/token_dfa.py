@@ -209,7 +209,10 @@ def token_texts(tokenizer, vocab_size: int, exclude: set[int]) -> list[str | Non
     size = min(vocab_size, len(tokenizer)) if hasattr(tokenizer, "__len__") else vocab_size
     batch = getattr(tokenizer, "batch_decode", None)
     rows = [[i] for i in range(size)]
-    texts = batch(rows) if batch else [tokenizer.decode(r) for r in rows]
+    if batch:  # transformers: no clean-up, which would drop spaces before punctuation
+        texts = batch(rows, clean_up_tokenization_spaces=False)
+    else:
+        texts = [tokenizer.decode(r) for r in rows]
     out: list[str | None] = [None] * vocab_size
     for i, text in enumerate(texts):
         if i not in special and i not in exclude and text and "\ufffd" not in text:
