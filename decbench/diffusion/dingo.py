@@ -22,8 +22,9 @@ maximising sum_i log p_i(t_i), where the rows it is given say what each position
 
 with a back-pointer per (position, state); the answer ends in the best allowed end state. Tokens
 whose transitions agree from every state form a class, and only a class's most probable token
-can be on a best path, so each position costs one pass over the vocabulary (the class maxima)
-and one over the class-level edges (a scatter-max into the states). The result is the exact
+can be on a best path: only the positions unmasked in this step take a pass over the
+vocabulary (their class maxima), and every position one pass over the class-level edges (a
+scatter-max into the states). The result is the exact
 constrained argmax (tested against brute-force enumeration): the unmasked tokens are the most
 probable ones under the model's distribution among those the regex allows with the rest of the
 block still completable, which is the paper's guarantee.
