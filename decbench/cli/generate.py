@@ -17,7 +17,7 @@ from decbench.metrics.quality import check_scorer
 from decbench.run import open_session
 from decbench.settings import ModelSettings
 
-EXAMPLES = """
+EXAMPLES = r"""
 Examples:
 
   decbench generate "Name three colors."
@@ -31,6 +31,10 @@ Examples:
   decbench generate @article.txt --profile profiles/speculative.toml --json
 
   decbench generate "Once upon a time" --raw --method momentum --quality --json
+
+  decbench generate "Write a sentence about" --method grid-beam --set method.include='["river", "bank"]'
+
+  decbench generate "How old is Ada?" --method dllm-dingo --set method.regex='[0-9]{1,3} years\.'
 """
 
 
