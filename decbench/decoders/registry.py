@@ -32,6 +32,8 @@ _BUILTINS = [
     "decbench.decoders.beam",
     "decbench.decoders.ead",
     "decbench.decoders.ffn_skip",
+    "decbench.decoders.cntp",
+    "decbench.decoders.adadec",
     "decbench.decoders.hf_greedy",
     "decbench.decoders.hf_sample",
     "decbench.decoders.hf_pld",
