@@ -40,7 +40,7 @@ from decbench.results import GenerationResult
 
 @dataclass
 class AdaDecOptions:
-    threshold: float = 2.5  # bits: steps with a more uncertain next token are reranked
+    threshold: float = 5.4  # bits: steps more uncertain are reranked (p90, default model)
     top_k: int = 3  # candidate tokens reranked at an uncertain step
     lookahead: int = 4  # greedy tokens looked at after each candidate
 

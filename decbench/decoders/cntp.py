@@ -47,7 +47,7 @@ PUNCTUATION = tuple(".,;:!?\n")  # a trial ends after a token whose text ends wi
 
 @dataclass
 class CNTPOptions:
-    threshold: float = 2.5  # bits: steps with a more uncertain next token run the trials
+    threshold: float = 5.4  # bits: steps more uncertain run the trials (p90, default model)
     trials: int = 4  # continuations sampled at an uncertain step
     lookahead: int = 6  # most tokens per trial
     trial_temperature: float = 0.7  # trials' temperature when the request itself is greedy
