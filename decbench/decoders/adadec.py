@@ -40,7 +40,7 @@ from decbench.results import GenerationResult
 
 @dataclass
 class AdaDecOptions:
-    threshold: float = 5.4  # bits: steps more uncertain are reranked (p90, default model)
+    threshold: float = 3.0  # bits: steps more uncertain are reranked (code p90, default model)
     top_k: int = 3  # candidate tokens reranked at an uncertain step
     lookahead: int = 4  # greedy tokens looked at after each candidate
 
