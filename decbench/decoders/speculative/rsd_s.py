@@ -78,7 +78,7 @@ def beam_step(
     """The `width` children of all beams with the largest perturbed score, largest first, as
     (beam index, token, child beam with node unset). Without a generator there is no noise: a
     plain beam search by cumulative log-probability. Never a child of log q = -inf."""
-    log_q = log_q.double()
+    log_q = log_q.double().cpu()  # the generator and the beam scores live on the CPU
     scores = log_q + torch.tensor([b.score for b in beams], dtype=torch.float64)[:, None]
     perturbed = scores
     if generator is not None:
