@@ -60,8 +60,8 @@ def truncated_gumbels(
     bound: float,
     perturbed: torch.Tensor,  # [vocab] phi_child + independent Gumbel(0) noise
 ) -> torch.Tensor:
-    """[vocab] the same Gumbels conditioned on their maximum being `bound` (Kool et al. 2019,
-    eq. 23 in the numerically stable form of their appendix): -log(e^-bound - e^-Z + e^-g)."""
+    """[vocab] the same Gumbels conditioned on their maximum being `bound` (Kool et al. 2019;
+    the numerically stable form of their appendix): -log(e^-bound - e^-Z + e^-g)."""
     top = perturbed.max()
     log1mexp = torch.log1p(-torch.exp(perturbed - top))  # log(1 - e^(g - Z)), -inf at the max
     gap = bound - perturbed + log1mexp
