@@ -53,7 +53,7 @@ def sampled_beam(k: int, generator: torch.Generator, truncate=truncated_gumbels)
     return tuple((first[parent][1], token) for parent, token, _ in second)
 
 
-def beam_pvalue(k: int, truncate, samples: int = 12000) -> float:
+def beam_pvalue(k: int, truncate, samples: int = 6000) -> float:
     law = exact_ordered_law(k)
     index = {draws: i for i, draws in enumerate(law)}
     counts = torch.zeros(len(law))
