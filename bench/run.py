@@ -29,7 +29,7 @@ from decbench.suites import get_suite
 SCHEMA_BENCH = "decbench/bench/v1"
 COMPARISON_KEYS = {
     "name", "about", "profiles", "baseline", "suite", "categories", "limit",
-    "max_new_tokens", "repeat", "warmup", "threads", "backend", "goal",
+    "max_new_tokens", "repeat", "warmup", "threads", "backend", "temperature", "goal",
 }  # fmt: skip
 
 
@@ -60,6 +60,8 @@ def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
         overrides.append(("backend", "threads", entry["threads"]))
     if entry.get("backend"):  # e.g. "llama.cpp": every profile of the comparison on that backend
         overrides.append(("backend", "name", entry["backend"]))
+    if "temperature" in entry:  # every profile samples at this temperature (seeded per profile)
+        overrides.append(("sampling", "temperature", entry["temperature"]))
     if name.startswith("method:"):
         return method_profile(name.removeprefix("method:"), overrides)
     local = plan_dir / name

@@ -645,6 +645,16 @@ def test_bench_plan_is_valid():
     )
 
 
+def test_bench_plan_temperature_reaches_every_profile():
+    """A comparison's `temperature` overrides every profile's (seeds-sampling runs at T = 1)."""
+    bench, plan_path = load_bench()
+    _, comparisons = bench.read_plan(plan_path)
+    entry = next(c for c in comparisons if c["name"] == "seeds-sampling")
+    for name in entry["profiles"]:
+        profile = bench.build_profile(name, entry, plan_path.parent)
+        assert profile.sampling.temperature == 1.0
+
+
 def test_bench_plan_errors_and_goal(tmp_path, tiny_contenders):
     bench, _ = load_bench()
     bad = tmp_path / "plan.toml"

@@ -238,6 +238,37 @@ def test_broken_rsd_is_detected(models):
     assert chi2_pvalue(counts, exact) < 1e-6
 
 
+def rsd_s_proposer(draft, broken: bool = False):
+    from decbench.decoders.speculative.rsd_s import RSDSOptions, RSDSProposer
+
+    class Reversed(RSDSProposer):  # the broken twin: siblings tried smallest G first
+        def propose(self, ctx):
+            draft = super().propose(ctx)
+            self.last.tries = {node: tries[::-1] for node, tries in self.last.tries.items()}
+            return draft
+
+    cls = Reversed if broken else RSDSProposer
+    return lambda: cls(draft, RSDSOptions(beam=3, depth=2, budget=5))
+
+
+def test_rsd_s_preserves_the_distribution(models):
+    from decbench.decoders.speculative.rsd import rsd_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_s_proposer(draft), rsd_rule)
+    assert chi2_pvalue(counts, exact) > 1e-3
+
+
+def test_broken_rsd_s_is_detected(models):
+    """Siblings must be tried in draw order (largest perturbed score first): reversed, the first
+    child tried is not a draw from q and the recursive rejection sampling is biased."""
+    from decbench.decoders.speculative.rsd import rsd_rule
+
+    target, draft, exact = models
+    counts = tree_joint(target, rsd_s_proposer(draft, broken=True), rsd_rule)
+    assert chi2_pvalue(counts, exact) < 1e-6
+
+
 # -- DEL: self-speculation from the target's own first layers (needs a 2-layer target) ---------
 @pytest.fixture(scope="module")
 def two_layer_target():

@@ -8,6 +8,7 @@ import click
 import typer
 
 from decbench.cli import (
+    calibrate,
     compare,
     distill,
     generate,
@@ -39,6 +40,7 @@ app.add_typer(profiles.app, name="profiles")
 app.command()(compare.compare)
 app.command("profile")(profile_cmd.profile)
 app.command("speed-report")(speed_report.speed_report)
+app.command("calibrate-entropy")(calibrate.calibrate_entropy_cmd)
 app.add_typer(suites.app, name="suites")
 
 _state = {"debug": False}

@@ -52,12 +52,24 @@ class TreeDrafter:
     def node_logits(self, tokens: list[int], parents: list[int], nodes: list[int]) -> torch.Tensor:
         """[len(nodes), vocab] the draft's logits after each of `nodes` of the tree given by
         `tokens`/`parents`; the cache is left holding the context only."""
-        context = len(self.cached)
-        positions = torch.tensor(tree.depths(parents)) - 1 + context
-        mask = tree.ancestor_mask(parents)
-        out = self.draft.forward(torch.tensor([tokens]), positions[None], mask[None])
-        self.draft.crop(context)
-        return out.logits[0, nodes]
+        return tree_logits(self.draft, tokens, parents, nodes)
+
+
+def tree_logits(
+    runner: ModelRunner,
+    tokens: list[int],  # [n] tree nodes in topological order
+    parents: list[int],  # [n] parent of each node (tree.ROOT: hangs under the cached context)
+    nodes: list[int],  # which nodes' logits to return
+) -> torch.Tensor:
+    """[len(nodes), vocab] the runner's logits after each of `nodes`, from one forward of the
+    whole tree under its ancestor mask, placed after everything in the cache; the cache is
+    cropped back to what it held."""
+    context = runner.cache_len
+    positions = torch.tensor(tree.depths(parents)) - 1 + context
+    mask = tree.ancestor_mask(parents)
+    out = runner.forward(torch.tensor([tokens]), positions[None], mask[None])
+    runner.crop(context)
+    return out.logits[0, nodes]
 
 
 def draft_probs(

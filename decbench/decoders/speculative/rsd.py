@@ -19,6 +19,7 @@ top-b tokens and the engine's exact match keeps the output token-identical to gr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -80,15 +81,23 @@ def rrs_select(
     return None, p
 
 
-def rsd_rule(source: RSDProposer, step=rrs_step) -> tree.TreeRule:
-    """The tree rule for `source`'s latest draft: recursive rejection sampling down the tree."""
+class TreeSource(Protocol):
+    """A proposer that keeps its latest tree draft with the draft's q at each node."""
+
+    last: DraftTree | None
+
+
+def rsd_rule(source: TreeSource, step=rrs_step) -> tree.TreeRule:
+    """The tree rule for `source`'s latest draft: recursive rejection sampling down the tree,
+    each node's children tried in `tries` order (the order they were drawn without
+    replacement)."""
 
     def accept(
         draft: Draft, target_probs: tree.TargetProbs, generator: torch.Generator | None
     ) -> tree.TreeVerdict:
         drafted = source.last
         if drafted is None or drafted.draft is not draft:
-            raise RuntimeError("rsd: the verified draft is not the proposer's latest")
+            raise RuntimeError("the verified draft is not the RSD proposer's latest")
         path: list[int] = []
         here = tree.ROOT
         while True:
@@ -121,6 +130,43 @@ def gumbel_top(
     return torch.topk(scores, b).indices.tolist()
 
 
+# -- drafting ------------------------------------------------------------------------------------
+def node_distribution(
+    ctx: ProposerContext,
+    builder: tree.TreeBuilder,
+    node: int,
+    logits: torch.Tensor,  # [vocab] the draft's logits after `node`
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log q [vocab], q [vocab] or None) at a tree node. Sampling: the draft's q under the
+    target's sampler settings. Greedy: None and the log-softmax of the penalised logits, whose
+    ordering is the draft's greedy ranking."""
+    context: list[int] = []
+    if ctx.sampling.repetition_penalty != 1.0:
+        if node == tree.ROOT:
+            context = list(ctx.tokens)
+        else:
+            context = node_contexts(ctx.tokens, builder.tokens, builder.parents)[node]
+    if ctx.sampling.greedy:
+        contexts = [context] if context else []
+        scores = penalize(logits[None], contexts, ctx.sampling.repetition_penalty)[0]
+        return scores.float().log_softmax(-1), None
+    q = draft_probs(logits[None], ctx.sampling, [context])[0]
+    return q.log(), q
+
+
+def check_budget(budget: int) -> None:
+    if budget < 0:
+        raise ConfigError(f"method.budget must be >= 0 (0 = no cap), got {budget}")
+
+
+def run_rsd(decoder: Decoder, proposer: TreeSource, request: Request) -> GenerationResult:
+    """The speculative engine with `proposer`'s tree verified by recursive rejection sampling."""
+    rule = rsd_rule(proposer)
+    return run_speculative(
+        decoder.spec.name, decoder.options, decoder.target, proposer, request, tree_rule=rule
+    )
+
+
 # -- proposer ------------------------------------------------------------------------------------
 class RSDProposer:
     def __init__(self, draft: ModelRunner, options: RSDOptions) -> None:
@@ -131,7 +177,6 @@ class RSDProposer:
     def propose(self, ctx: ProposerContext) -> Draft:
         branches = self.options.branches[: max(ctx.max_tokens, 0)]
         budget = self.options.budget or 1 << 30
-        sampling = ctx.sampling
         builder = tree.TreeBuilder()
         q: dict[int, torch.Tensor] = {}
         tries: dict[int, list[int]] = {}
@@ -140,15 +185,10 @@ class RSDProposer:
         for depth, width in enumerate(branches):
             below: list[int] = []
             for here in level:
-                context = self._context(ctx, builder, here)
-                if sampling.greedy:
-                    penalty = sampling.repetition_penalty
-                    contexts = [context] if penalty != 1.0 else []
-                    scores = penalize(logits[here][None], contexts, penalty)[0]
-                    tokens = gumbel_top(scores, width, None)  # the draft's top tokens
-                else:
-                    q[here] = draft_probs(logits[here][None], sampling, [context])[0]
-                    tokens = gumbel_top(q[here].log(), width, ctx.generator)
+                log_q, q_here = node_distribution(ctx, builder, here, logits[here])
+                if q_here is not None:
+                    q[here] = q_here
+                tokens = gumbel_top(log_q, width, ctx.generator if q_here is not None else None)
                 tokens = tokens[: max(budget - len(builder), 0)]
                 nodes = [builder.child(here, token, "rsd") for token in tokens]
                 tries[here] = nodes
@@ -161,14 +201,6 @@ class RSDProposer:
         draft = builder.draft()
         self.last = DraftTree(draft, q, tries)
         return draft
-
-    @staticmethod
-    def _context(ctx: ProposerContext, builder: tree.TreeBuilder, node: int) -> list[int]:
-        if ctx.sampling.repetition_penalty == 1.0:
-            return []
-        if node == tree.ROOT:
-            return list(ctx.tokens)
-        return node_contexts(ctx.tokens, builder.tokens, builder.parents)[node]
 
     def observe(self, feedback: Feedback) -> None:
         pass
@@ -198,17 +230,8 @@ class RecursiveSpeculativeDecoding(Decoder):
             raise ConfigError(
                 f"method.branches needs one or more widths >= 1, got {options.branches}"
             )
-        if options.budget < 0:
-            raise ConfigError(f"method.budget must be >= 0 (0 = no cap), got {options.budget}")
+        check_budget(options.budget)
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:
-        proposer = RSDProposer(self.draft, self.options)
-        return run_speculative(
-            self.spec.name,
-            self.options,
-            self.target,
-            proposer,
-            request,
-            tree_rule=rsd_rule(proposer),
-        )
+        return run_rsd(self, RSDProposer(self.draft, self.options), request)
