@@ -129,6 +129,10 @@ def compare(
     temperature: o.TemperatureOpt = None,
     seed: o.SeedOpt = None,
     sets: o.SetOpt = None,
+    json_schema: o.JsonSchemaOpt = None,
+    regex: o.RegexOpt = None,
+    grammar: o.GrammarOpt = None,
+    allow: o.AllowOpt = None,
     json_out: o.JsonOpt = False,
 ) -> None:
     """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
@@ -141,6 +145,10 @@ def compare(
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "seed": seed,
+        "json_schema": json_schema,
+        "regex": regex,
+        "grammar": grammar,
+        "allow": allow,
     }
     wanted = {
         "profiles": profiles,

@@ -46,6 +46,10 @@ def generate(
     temperature: o.TemperatureOpt = None,
     seed: o.SeedOpt = None,
     sets: o.SetOpt = None,
+    json_schema: o.JsonSchemaOpt = None,
+    regex: o.RegexOpt = None,
+    grammar: o.GrammarOpt = None,
+    allow: o.AllowOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
@@ -87,6 +91,10 @@ def generate(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         seed=seed,
+        json_schema=json_schema,
+        regex=regex,
+        grammar=grammar,
+        allow=allow,
     )
     session = open_session(prof, progress=out.progress)
     tokenizer = session.target.tokenizer

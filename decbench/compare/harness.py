@@ -129,6 +129,7 @@ def generate_turn(
         generation=generation,
         sampling=profile.sampling,
         tokenize_s=time.perf_counter() - start,
+        constraint=session.constraint,
     )
     with counting_forwards(session.target.model) as forwards:
         session.target.synchronize()

@@ -189,6 +189,7 @@ class RecursiveSpeculativeDecoding(Decoder):
         emits_draft_probs=True,
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = RSDOptions
 
