@@ -142,8 +142,10 @@ def open_session(
     profile: Profile,
     progress: Callable[[str], None] | None = None,
     target: ModelRunner | None = None,
+    per_sample: bool = False,
 ) -> Session:
-    """Load the profile's model (unless given) and build its decoder."""
+    """Load the profile's model (unless given) and build its decoder. With `per_sample` a
+    json-schema constraint may take its schema from each suite sample (compare)."""
     validate_generation(profile)
     say = progress or (lambda _msg: None)
     decoder_cls = get_decoder(profile.method)
@@ -152,7 +154,11 @@ def open_session(
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
     constraint = build_constraint(
-        profile.constraint, target.tokenizer, target.vocab_size, list(target.eos_token_ids)
+        profile.constraint,
+        target.tokenizer,
+        target.vocab_size,
+        list(target.eos_token_ids),
+        per_sample,
     )
 
     def load_model(name: str) -> ModelRunner:

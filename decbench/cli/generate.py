@@ -31,6 +31,12 @@ Examples:
   decbench generate @article.txt --profile profiles/speculative.toml --json
 
   decbench generate "Once upon a time" --raw --method momentum --quality --json
+
+  decbench generate "Extract name and age as JSON: Ada, 36" --json-schema person.json -m pld
+
+  decbench generate "Capital of France?" --allow cities.txt      (one allowed answer a line)
+
+  decbench generate "Phone number?" --regex "[0-9]{3}-[0-9]{4}"   (or --grammar rules.lark)
 """
 
 

@@ -18,6 +18,7 @@ from decbench.files import read_text
 from decbench.settings import ConstraintSettings
 
 KINDS = ("", "allow", "json-schema", "grammar")
+SAMPLE = "sample"  # constraint.schema = "sample": each suite sample's own schema (compare only)
 KEYS = {
     "allow": {"file", "tokens"},
     "json-schema": {"schema"},
@@ -26,9 +27,15 @@ KEYS = {
 
 
 def build_constraint(
-    settings: ConstraintSettings, tokenizer: Any, vocab: int, eos: list[int]
+    settings: ConstraintSettings,
+    tokenizer: Any,
+    vocab: int,
+    eos: list[int],
+    per_sample: bool = False,
 ) -> Constraint | None:
-    """None when the profile has no constraint; ConfigError (one line) for a bad one."""
+    """None when the profile has no constraint, or when its schema comes with each sample
+    (`per_sample`: compare compiles those with `sample_schema`); ConfigError (one line) for a
+    bad one."""
     check_choice("constraint.kind", settings.kind, KINDS)
     _check_keys(settings)
     if not settings.kind:
@@ -40,9 +47,15 @@ def build_constraint(
     if settings.kind == "json-schema":
         if not settings.schema:
             raise ConfigError("constraint.schema: a json-schema constraint needs a schema file")
+        if settings.schema == SAMPLE:
+            if per_sample:
+                return None
+            raise ConfigError(
+                'constraint.schema = "sample" takes each suite sample\'s own schema: use it with '
+                "`decbench compare --suite json-extraction`, or give a schema file"
+            )
         source = settings.schema
-        grammar, schema = json_schema_grammar(read_text(Path(source), "JSON schema"), source)
-        return GrammarConstraint("json-schema", grammar, source, tokenizer, vocab, eos, schema)
+        return sample_schema(read_text(Path(source), "JSON schema"), source, tokenizer, vocab, eos)
     given = [key for key in ("file", "lark", "regex") if getattr(settings, key)]
     if len(given) != 1:
         raise ConfigError("a grammar constraint needs exactly one of constraint.file, lark, regex")
@@ -58,6 +71,14 @@ def build_constraint(
     text = settings.lark or read_text(Path(settings.file), "Lark grammar")
     source = settings.file or "constraint.lark"
     return GrammarConstraint("grammar", lark_grammar(text), source, tokenizer, vocab, eos)
+
+
+def sample_schema(
+    text: str, source: str, tokenizer: Any, vocab: int, eos: list[int]
+) -> GrammarConstraint:
+    """A json-schema constraint from the schema's JSON text."""
+    grammar, schema = json_schema_grammar(text, source)
+    return GrammarConstraint("json-schema", grammar, source, tokenizer, vocab, eos, schema)
 
 
 def _check_keys(settings: ConstraintSettings) -> None:
