@@ -288,3 +288,19 @@ def test_cutting_a_sampled_draft_without_its_rejection_is_detected(models, monke
     monkeypatch.setattr(engine, "constrain_chain", _cut_without_sentinel)
     counts = empirical(target, lambda: DraftModelProposer(draft, DraftModelOptions(k=3)))
     assert chi2_pvalue(counts, exact) < 1e-6
+
+
+def test_compare_pools_constraint_metrics_over_turns():
+    from decbench.compare.stats import constraint_metrics
+
+    turn = {"kind": "allow", "satisfied": True, "mask_s": 0.002, "drafted": 8, "pruned": 2}
+    records = [
+        {"constraint": [turn], "decoding_steps": [10], "wall_time": [1.0]},
+        {"constraint": [{**turn, "satisfied": False}], "decoding_steps": [10], "wall_time": [1.0]},
+    ]
+    m = constraint_metrics(records)
+    assert m["satisfied"] == 0.5 and m["outputs"] == 2
+    assert m["mask_ms_per_step"] == pytest.approx(0.2)  # 4 ms over 20 steps
+    assert m["mask_share"] == pytest.approx(0.002)  # 4 ms of 2 s
+    assert m["pruned_share"] == pytest.approx(0.25)
+    assert constraint_metrics([{"constraint": [{}], "decoding_steps": [3]}]) == {}

@@ -47,7 +47,7 @@ Examples:
 
   decbench compare --merge runs/a runs/b --output runs/all
 
-  decbench compare greedy pld recycling --suite json-extraction --json-schema profiles/schemas/person.json
+  decbench compare greedy pld recycling --suite json-extraction --json-schema sample
 
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of

@@ -32,7 +32,7 @@ Examples:
 
   decbench generate "Once upon a time" --raw --method momentum --quality --json
 
-  decbench generate "Extract name and age as JSON: Ada, 36" --json-schema person.json -m pld
+  decbench generate "Extract name and age as JSON: Ada, 36" --json-schema profiles/schemas/person.json -m pld
 
   decbench generate "Capital of France?" --allow cities.txt      (one allowed answer a line)
 
