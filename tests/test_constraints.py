@@ -304,3 +304,19 @@ def test_compare_pools_constraint_metrics_over_turns():
     assert m["mask_share"] == pytest.approx(0.002)  # 4 ms of 2 s
     assert m["pruned_share"] == pytest.approx(0.25)
     assert constraint_metrics([{"constraint": [{}], "decoding_steps": [3]}]) == {}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_constrained_beam_search(seed):
+    """Width 1 is constrained greedy; wider beams still end inside the allow-list."""
+    from decbench.decoders.beam import BeamOptions, decode_beam
+
+    target = runner_for(tiny_llama(seed=seed))
+    sequences = random_allow_list(seed, n=20)
+    constraint = AllowList(sequences, TINY_VOCAB, [EOS], "test")
+    prompt = _prompt(sequences)
+    greedy = decode_autoregressive("greedy", NoOptions(), target, _request(prompt, constraint))
+    one = decode_beam("beam", BeamOptions(width=1), target, _request(prompt, constraint))
+    assert one.token_ids == greedy.token_ids
+    wide = decode_beam("beam", BeamOptions(width=3), target, _request(prompt, constraint))
+    assert constraint.satisfied(wide.token_ids, "") and wide.constraint["satisfied"]

@@ -108,7 +108,7 @@ def test_bad_constraints_are_one_line_config_errors(default_session, tmp_path, s
 def test_methods_that_cannot_mask_refuse_before_loading(monkeypatch, capsys, tmp_path):
     schema = tmp_path / "s.json"
     schema.write_text(json.dumps(PERSON))
-    for method in ("hf-greedy", "beam", "llamacpp-greedy"):
+    for method in ("hf-greedy", "contrastive", "llamacpp-greedy", "dllm-confidence"):
         code, out, err = run_cli(
             monkeypatch, capsys, "generate", "hi", "-m", method, "--json-schema", str(schema)
         )
