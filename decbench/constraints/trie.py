@@ -79,13 +79,11 @@ def step(trie: CsrTrie, node: int, token: int) -> int:
 def node_masks(trie: CsrTrie, nodes: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
     """[n, vocab] bool masks of `nodes` ([n] long) in one gather and one scatter: the children
     of each node, plus EOS where the node is terminal."""
-    starts, ends = trie.indptr[nodes], trie.indptr[nodes + 1]
-    counts = ends - starts
-    rows = torch.repeat_interleave(torch.arange(nodes.shape[0]), counts)
-    offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(
-        torch.cumsum(counts, 0) - counts, counts
-    )
-    cols = trie.indices[torch.repeat_interleave(starts, counts) + offsets]
+    starts = trie.indptr[nodes]  # [n]
+    counts = trie.indptr[nodes + 1] - starts  # [n] children of each node
+    rows = torch.repeat_interleave(torch.arange(nodes.shape[0]), counts)  # [edges] its node's row
+    shift = starts - (torch.cumsum(counts, 0) - counts)  # [n] edge index minus output position
+    cols = trie.indices[torch.arange(rows.shape[0]) + shift[rows]]  # [edges] the child tokens
     masks = torch.zeros(nodes.shape[0], trie.vocab, dtype=torch.bool)
     masks[rows, cols] = True
     if eos.numel():
@@ -105,9 +103,17 @@ class TrieState(ConstraintState):
         return self.path[-1]
 
     def mask(self) -> torch.Tensor:
-        if self.node < 0:  # after EOS nothing may follow
-            return torch.zeros(self.trie.vocab, dtype=torch.bool)
-        return node_masks(self.trie, torch.tensor([self.node]), self.eos)[0]
+        mask = torch.zeros(self.trie.vocab, dtype=torch.bool)
+        node = self.node
+        if node < 0:  # after EOS nothing may follow
+            return mask
+        # one row: slice it out of `indices` and scatter (node_masks does many rows at once)
+        mask[self.trie.indices[int(self.trie.indptr[node]) : int(self.trie.indptr[node + 1])]] = (
+            True
+        )
+        if bool(self.trie.terminal[node]):
+            mask[self.eos] = True
+        return mask
 
     def _next(self, token: int) -> int | None:
         if self.node < 0:
