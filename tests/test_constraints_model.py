@@ -136,3 +136,39 @@ def test_cli_bad_schema_exits_2_and_good_one_prints_json(monkeypatch, capsys, tm
         monkeypatch, capsys, "generate", "hi", "--regex", "a", "--allow", str(good)
     )
     assert code == 2 and "give one constraint flag" in err
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("method", ["speculative", "medusa", "lookahead"])
+def test_draft_model_and_tree_methods_equal_constrained_greedy(
+    default_session, schema_file, method
+):
+    """A draft with draft probabilities (speculative) and tree drafts (medusa, lookahead's side
+    branch) under a JSON schema: identical to constrained greedy, valid JSON."""
+    target = default_session.target
+    greedy = session("greedy", target, kind="json-schema", schema=schema_file).generate(PROMPT)
+    result = session(method, target, kind="json-schema", schema=schema_file).generate(PROMPT)
+    assert result.token_ids == greedy.token_ids
+    assert json_valid(result.text, PERSON)
+
+
+@pytest.mark.model
+def test_json_extraction_suite_answers_validate_under_their_schemas(default_session):
+    from decbench.compare.harness import Contender, run_sample
+    from decbench.suites import get_suite
+
+    profile = method_profile(
+        "pld",
+        [
+            ("generation", "max_new_tokens", 64),
+            ("constraint", "kind", "json-schema"),
+            ("constraint", "schema", "sample"),
+        ],
+    )
+    opened = open_session(profile, target=default_session.target, per_sample=True)
+    contender = Contender("pld", profile, opened, {})
+    for sample in get_suite("json-extraction").samples[:3]:
+        record = run_sample(contender, sample, repeat=0)
+        (text,) = record["turns"]
+        assert json_valid(text, json.loads(sample.schema)), (sample.id, text)
+        assert record["constraint"][0]["satisfied"]
