@@ -172,3 +172,26 @@ def test_json_extraction_suite_answers_validate_under_their_schemas(default_sess
         (text,) = record["turns"]
         assert json_valid(text, json.loads(sample.schema)), (sample.id, text)
         assert record["constraint"][0]["satisfied"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("--allow", "EMPTY", "the allow-list is empty"),
+        ("--regex", "[^\\s\\S]", "no token of the model's vocabulary can start"),
+        ("--regex", "(unclosed", "unclosed group"),
+        ("--json-schema", "MISSING", "cannot read JSON schema"),
+    ],
+)
+def test_cli_bad_constraints_exit_2_on_one_line(
+    monkeypatch, capsys, tmp_path, flag, value, message
+):
+    files = {"EMPTY": tmp_path / "empty.txt", "MISSING": tmp_path / "missing.json"}
+    files["EMPTY"].write_text("\n\n")
+    value = str(files.get(value, value))
+    code, out, err = run_cli(monkeypatch, capsys, "generate", "hi", flag, value, "-n", "4")
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in err

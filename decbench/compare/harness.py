@@ -160,6 +160,11 @@ def generate_turn(
         tokenize_s=time.perf_counter() - start,
         constraint=constraint or session.constraint,
     )
+    if request.constraint is None and profile.constraint.kind:  # schema = "sample", no sample
+        raise ConfigError(
+            f"profile '{contender.label}': constraint.schema = \"sample\" needs a suite sample "
+            "with a schema, and this run has a bare prompt; give a schema file"
+        )
     with counting_forwards(session.target.model) as forwards:
         session.target.synchronize()
         t0 = time.perf_counter()

@@ -55,7 +55,9 @@ def build_constraint(
                 "`decbench compare --suite json-extraction`, or give a schema file"
             )
         source = settings.schema
-        return sample_schema(read_text(Path(source), "JSON schema"), source, tokenizer, vocab, eos)
+        return sample_schema(
+            read_text(Path(source), f"JSON schema '{source}'"), source, tokenizer, vocab, eos
+        )
     given = [key for key in ("file", "lark", "regex") if getattr(settings, key)]
     if len(given) != 1:
         raise ConfigError("a grammar constraint needs exactly one of constraint.file, lark, regex")
@@ -68,7 +70,7 @@ def build_constraint(
             vocab,
             eos,
         )
-    text = settings.lark or read_text(Path(settings.file), "Lark grammar")
+    text = settings.lark or read_text(Path(settings.file), f"Lark grammar '{settings.file}'")
     source = settings.file or "constraint.lark"
     return GrammarConstraint("grammar", lark_grammar(text), source, tokenizer, vocab, eos)
 
@@ -98,7 +100,11 @@ def allow_list(
         raise ConfigError("constraint.file: an allow constraint needs a file (one sequence a line)")
     check_choice("constraint.tokens", settings.tokens, ("text", "ids"))
     source = settings.file
-    lines = [line for line in read_text(Path(source), "allow-list").splitlines() if line.strip()]
+    lines = [
+        line
+        for line in read_text(Path(source), f"allow-list '{source}'").splitlines()
+        if line.strip()
+    ]
     if settings.tokens == "ids":
         sequences = [_ids(line, source, n) for n, line in enumerate(lines, 1)]
     elif tokenizer is None:

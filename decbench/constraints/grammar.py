@@ -53,8 +53,10 @@ def ll_tokenizer(tokenizer: Any, vocab: int) -> Any:
     return _TOKENIZERS[key]
 
 
-def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "invalid grammar"
+def _first_line(message: str, limit: int = 300) -> str:
+    """llguidance's message on one line (its parse errors span several)."""
+    words = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    return (words[: limit - 3] + "...") if len(words) > limit else (words or "invalid grammar")
 
 
 class MatcherState(ConstraintState):
