@@ -135,6 +135,19 @@ def generate(
         out.info(dllm_line(result))
     if quality:
         out.info(quality_line(result.quality))
+    if result.constraint:
+        out.info(constraint_line(result.constraint))
+
+
+def constraint_line(c: dict) -> str:
+    """One stderr line about the constraint: satisfied, mask time, drafts pruned."""
+    parts = [
+        "satisfied" if c["satisfied"] else "NOT satisfied (length limit reached?)",
+        f"mask {c['mask_ms_per_step']:.2f} ms/step ({c['mask_share']:.1%} of the time)",
+    ]
+    if c["drafted"]:
+        parts.append(f"{c['pruned']} of {c['drafted']} draft tokens pruned")
+    return f"constraint {c['kind']}: " + " · ".join(parts)
 
 
 def quality_line(q: dict) -> str:
