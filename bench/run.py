@@ -118,6 +118,7 @@ def headline(entry: dict[str, Any], summary: dict[str, Any], seconds: float, fol
             "tokens_per_s_median": m["tokens_per_s"]["median"] if m["tokens_per_s"] else None,
             "mat": m["mat"],
             "acceptance_rate": m["acceptance_rate"],
+            "constraint": m.get("constraint") or None,  # satisfied, mask ms/step and share, pruned
             "by_category": {
                 category: (c["speedup"] or {}).get("median")
                 for category, c in summary["results"][profile["label"]]["categories"].items()

@@ -8,6 +8,7 @@ an error that names the file, the key and the valid keys.
     [method]     name = "pld"  k = 10  max_ngram = 3
     [generation] max_new_tokens = 128  stop = []  chat = true
     [sampling]   temperature = 0.0  top_p = 1.0  seed = 0
+    [constraint] kind = "json-schema"  schema = "person.json"   (see decbench/constraints)
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ from typing import Any
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError, suggest, unknown
 from decbench.files import read_text
-from decbench.settings import BackendSettings, GenerationSettings, ModelSettings, SamplingSettings
+from decbench.settings import (
+    BackendSettings,
+    ConstraintSettings,
+    GenerationSettings,
+    ModelSettings,
+    SamplingSettings,
+)
 
 TABLES: dict[str, type] = {
     "model": ModelSettings,
     "backend": BackendSettings,
     "generation": GenerationSettings,
     "sampling": SamplingSettings,
+    "constraint": ConstraintSettings,
 }
 TOP_KEYS = {"extends", "description", "method", *TABLES}
 
@@ -47,6 +55,7 @@ class Profile:
     backend: BackendSettings = field(default_factory=BackendSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    constraint: ConstraintSettings = field(default_factory=ConstraintSettings)
     description: str = ""
 
     @property

@@ -72,7 +72,7 @@ class GenerationResult:
     prompt_tokens: int
     token_ids: list[int]  # generated ids only
     text: str
-    finish_reason: str  # eos | length | stop
+    finish_reason: str  # eos | length | stop | constraint (complete, nothing may follow)
     timings: Timings
     stats: dict[str, Any]  # acceptance statistics (metrics/acceptance.py)
     steps: list[StepTrace]
@@ -80,6 +80,7 @@ class GenerationResult:
     generation: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)  # text quality (metrics/quality.py)
+    constraint: dict[str, Any] = field(default_factory=dict)  # metrics/constraint.py; {} if none
     schema: str = SCHEMA_GENERATION
 
     def to_dict(self, steps: bool = True) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from decbench.backends.kernels import in_use as kernels_in_use
 from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
 from decbench.backends.static import runner_facts
+from decbench.constraints.base import Constraint
+from decbench.constraints.build import build_constraint
 from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
@@ -32,6 +34,7 @@ class Session:
     profile: Profile
     target: ModelRunner
     decoder: Decoder
+    constraint: Constraint | None = None  # compiled from profile.constraint
 
     def encode(self, prompt: str, raw: bool = False) -> list[int]:
         return encode_prompt(self.target, prompt, self.profile, raw)
@@ -55,6 +58,7 @@ class Session:
             sampling=self.profile.sampling,
             on_tokens=on_tokens,
             tokenize_s=tokenize_s,
+            constraint=self.constraint,
         )
         result = self.decoder.generate(request)
         result.timings.phases["tokenize"] = tokenize_s
@@ -77,6 +81,7 @@ class Session:
         reference = self.reference_decoder()
         sampling = dataclasses.replace(self.profile.sampling, temperature=0.0)
         request = Request(result.prompt, prompt_ids, self.profile.generation, sampling)
+        request.constraint = self.constraint
         result.quality.update(agreement(result.token_ids, reference.generate(request).token_ids))
         result.quality["agreement_reference"] = reference.spec.name
 
@@ -137,21 +142,41 @@ def open_session(
     profile: Profile,
     progress: Callable[[str], None] | None = None,
     target: ModelRunner | None = None,
+    per_sample: bool = False,
 ) -> Session:
-    """Load the profile's model (unless given) and build its decoder."""
+    """Load the profile's model (unless given) and build its decoder. With `per_sample` a
+    json-schema constraint may take its schema from each suite sample (compare)."""
     validate_generation(profile)
     say = progress or (lambda _msg: None)
     decoder_cls = get_decoder(profile.method)
     check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
+    check_constrainable(profile, decoder_cls)
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
+    constraint = build_constraint(
+        profile.constraint,
+        target.tokenizer,
+        target.vocab_size,
+        list(target.eos_token_ids),
+        per_sample,
+    )
 
     def load_model(name: str) -> ModelRunner:
         return load_runner(ModelSettings(name=name), profile.backend, say)
 
     ctx = DecoderContext(load_model=load_model, progress=say)
     decoder = decoder_cls(target, profile.options, ctx)
-    return Session(profile, target, decoder)
+    return Session(profile, target, decoder, constraint)
+
+
+def check_constrainable(profile: Profile, decoder_cls: type[Decoder]) -> None:
+    """A [constraint] with a method that cannot mask what it commits is refused before loading."""
+    kind = profile.constraint.kind
+    if kind and not decoder_cls.spec.constraints:
+        raise ConfigError(
+            f"method '{profile.method}' cannot honour a {kind} constraint (it does not mask the "
+            f"tokens it commits); use greedy, sample or a speculative method such as pld"
+        )
 
 
 def encode_prompt(target: ModelRunner, prompt: str, profile: Profile, raw: bool) -> list[int]:

@@ -1,6 +1,11 @@
-"""Logit processing shared by every decoder: repetition penalty, temperature, top-k, top-p,
-min-p and typical-p, in transformers' order. Speculative sampling applies the very same warping
-to the target and to the draft, which is what keeps it lossless."""
+"""Logit processing shared by every decoder: repetition penalty, a constraint's mask, then
+temperature, top-k, top-p, min-p and typical-p, in transformers' order. Speculative sampling
+applies the very same warping to the target and to the draft, which is what keeps it lossless.
+
+This is where logits become tokens, so it is where a constraint (decbench/constraints) applies:
+`allowed` ([n, vocab] bool) sets the logits of disallowed tokens to -inf before any warper, so
+greedy takes the argmax of the constrained target and sampling draws from the masked,
+renormalised target (the warpers then act on what the constraint allows)."""
 
 from __future__ import annotations
 
@@ -62,18 +67,34 @@ def _typical(logits: torch.Tensor, mass: float, neg_inf: float) -> torch.Tensor:
     return logits.masked_fill(drop, neg_inf)
 
 
+def constrain(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """logits [n, vocab] with the tokens outside `allowed` ([n, vocab] bool, or None = all)
+    set to -inf."""
+    if allowed is None:
+        return logits
+    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
 def target_distribution(
-    logits: torch.Tensor, s: SamplingSettings, contexts: list[list[int]]
+    logits: torch.Tensor,
+    s: SamplingSettings,
+    contexts: list[list[int]],
+    allowed: torch.Tensor | None = None,  # [n, vocab] bool: a constraint's masks
 ) -> torch.Tensor:
     """Final next-token probabilities [n, vocab] for rows with the given contexts (temperature > 0)."""
-    return warp(penalize(logits.float(), contexts, s.repetition_penalty), s).softmax(-1)
+    penalized = penalize(logits.float(), contexts, s.repetition_penalty)
+    return warp(constrain(penalized, allowed), s).softmax(-1)
 
 
 def greedy_tokens(
-    logits: torch.Tensor, s: SamplingSettings, contexts: list[list[int]]
+    logits: torch.Tensor,
+    s: SamplingSettings,
+    contexts: list[list[int]],
+    allowed: torch.Tensor | None = None,  # [n, vocab] bool: a constraint's masks
 ) -> list[int]:
-    """argmax per row after the repetition penalty (the only processor greedy honours)."""
-    return penalize(logits, contexts, s.repetition_penalty).argmax(-1).tolist()
+    """argmax per row after the repetition penalty (the only processor greedy honours) and the
+    constraint's mask."""
+    return constrain(penalize(logits, contexts, s.repetition_penalty), allowed).argmax(-1).tolist()
 
 
 def choose(
@@ -81,11 +102,12 @@ def choose(
     s: SamplingSettings,
     contexts: list[list[int]],
     generator: torch.Generator | None,
+    allowed: torch.Tensor | None = None,  # [n, vocab] bool: a constraint's masks
 ) -> list[int]:
     """The next token for each row: argmax when greedy, else a draw from the warped distribution."""
     if s.greedy:
-        return greedy_tokens(logits, s, contexts)
-    probs = target_distribution(logits, s, contexts)
+        return greedy_tokens(logits, s, contexts, allowed)
+    probs = target_distribution(logits, s, contexts, allowed)
     return draw(probs, generator).squeeze(-1).tolist()
 
 

@@ -56,3 +56,17 @@ class SamplingSettings:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+
+@dataclass
+class ConstraintSettings:
+    """What the output must be (decbench/constraints). kind "" = unconstrained."""
+
+    kind: str = ""  # "" | allow | json-schema | grammar
+    schema: str = ""  # json-schema: path of the schema file
+    file: str = ""  # allow: the allow-list (one sequence a line); grammar: a Lark grammar file
+    lark: str = ""  # grammar: Lark grammar text (instead of file)
+    regex: str = ""  # grammar: a regular expression the whole output must match
+    tokens: str = (
+        "text"  # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
+    )

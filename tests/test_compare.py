@@ -421,6 +421,7 @@ METRIC_KEYS = {
     "speedup_total",
     "exact_match",
     "quality",
+    "constraint",
 }
 ENVIRONMENT_KEYS = {
     "cpu",

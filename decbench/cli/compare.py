@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from decbench.cli import options as o
 from decbench.cli.compare_render import (
+    constraint_table,
     divergences,
     footnote,
     header,
@@ -45,6 +46,8 @@ Examples:
   decbench compare greedy pld --shard 0/2 -o runs/a   (and --shard 1/2 -o runs/b elsewhere)
 
   decbench compare --merge runs/a runs/b --output runs/all
+
+  decbench compare greedy pld recycling --suite json-extraction --json-schema sample
 
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
@@ -129,6 +132,10 @@ def compare(
     temperature: o.TemperatureOpt = None,
     seed: o.SeedOpt = None,
     sets: o.SetOpt = None,
+    json_schema: o.JsonSchemaOpt = None,
+    regex: o.RegexOpt = None,
+    grammar: o.GrammarOpt = None,
+    allow: o.AllowOpt = None,
     json_out: o.JsonOpt = False,
 ) -> None:
     """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
@@ -141,6 +148,10 @@ def compare(
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "seed": seed,
+        "json_schema": json_schema,
+        "regex": regex,
+        "grammar": grammar,
+        "allow": allow,
     }
     wanted = {
         "profiles": profiles,
@@ -220,6 +231,9 @@ def compare(
     quality = quality_table(summary)
     if quality is not None:
         out.show(quality)
+    constrained = constraint_table(summary)
+    if constrained is not None:
+        out.show(constrained)
     if show > 0:
         for view in side_by_side(summary, records, show):
             out.show(view)

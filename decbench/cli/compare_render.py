@@ -97,6 +97,35 @@ def results_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def constraint_table(summary: dict[str, Any]) -> Table | None:
+    """Overall, per constrained profile: the share of outputs that satisfy the constraint, mask
+    time per decoding step and as a share of generation time, and the share of draft tokens the
+    constraint pruned. None when no profile ran under a constraint."""
+    rows = []
+    for profile in summary["profiles"]:
+        c = summary["results"][profile["label"]][OVERALL].get("constraint") or {}
+        if c:
+            rows.append((profile["label"], c))
+    if not rows:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    table.add_column("profile", overflow="fold")
+    for name in ("constraint", "satisfied", "mask ms/step", "mask share", "pruned"):
+        table.add_column(name, justify="right")
+    for label, c in rows:
+        per_step = c["mask_ms_per_step"]
+        share = c["mask_share"]
+        table.add_row(
+            escape(label),
+            c["kind"],
+            _percent(c["satisfied"]),
+            "-" if per_step is None else f"{per_step:.3f}",
+            "-" if share is None else f"{share:.2%}",
+            _percent(c["pruned_share"]),
+        )
+    return table
+
+
 def quality_table(summary: dict[str, Any]) -> Table | None:
     """Overall text quality per profile (decbench/metrics/quality.py): rep-2/4, diversity,
     pooled distinct-2, coherence (nats/token under the target), length, and for lossy methods
@@ -189,6 +218,12 @@ def footnote(summary: dict[str, Any]) -> Text:
             "\nquality (mean over outputs): rep-n = % repeated n-grams, div = Π(1 − rep-n) for "
             "n = 2..4, dist-2 = distinct bigrams of all outputs pooled, coh = mean log-likelihood "
             "per token under the target, =greedy = share identical to greedy's output"
+        )
+    if any(summary["results"][p["label"]][OVERALL].get("constraint") for p in summary["profiles"]):
+        text += (
+            "\nconstraint: satisfied = share of outputs that satisfy it (JSON validated against "
+            "the schema) · mask ms/step = mask time per decoding step · mask share = mask time / "
+            "generation time · pruned = share of draft tokens the constraint cut"
         )
     if not summary["complete"]:
         text += f"\nINCOMPLETE: {summary['records']} of {summary['expected_records']} runs recorded"

@@ -35,6 +35,12 @@ Examples:
   decbench generate "Write a sentence about" --method grid-beam --set method.include='["river", "bank"]'
 
   decbench generate "How old is Ada?" --method dllm-dingo --set method.regex='[0-9]{1,3} years\.'
+
+  decbench generate "Extract name and age as JSON: Ada, 36" --json-schema profiles/schemas/person.json -m pld
+
+  decbench generate "Capital of France?" --allow cities.txt      (one allowed answer a line)
+
+  decbench generate "Phone number?" --regex "[0-9]{3}-[0-9]{4}"   (or --grammar rules.lark)
 """
 
 
@@ -50,6 +56,10 @@ def generate(
     temperature: o.TemperatureOpt = None,
     seed: o.SeedOpt = None,
     sets: o.SetOpt = None,
+    json_schema: o.JsonSchemaOpt = None,
+    regex: o.RegexOpt = None,
+    grammar: o.GrammarOpt = None,
+    allow: o.AllowOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
@@ -91,6 +101,10 @@ def generate(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         seed=seed,
+        json_schema=json_schema,
+        regex=regex,
+        grammar=grammar,
+        allow=allow,
     )
     session = open_session(prof, progress=out.progress)
     tokenizer = session.target.tokenizer
@@ -125,6 +139,19 @@ def generate(
         out.info(dllm_line(result))
     if quality:
         out.info(quality_line(result.quality))
+    if result.constraint:
+        out.info(constraint_line(result.constraint))
+
+
+def constraint_line(c: dict) -> str:
+    """One stderr line about the constraint: satisfied, mask time, drafts pruned."""
+    parts = [
+        "satisfied" if c["satisfied"] else "NOT satisfied (length limit reached?)",
+        f"mask {c['mask_ms_per_step']:.2f} ms/step ({c['mask_share']:.1%} of the time)",
+    ]
+    if c["drafted"]:
+        parts.append(f"{c['pruned']} of {c['drafted']} draft tokens pruned")
+    return f"constraint {c['kind']}: " + " · ".join(parts)
 
 
 def quality_line(q: dict) -> str:

@@ -48,5 +48,9 @@ def methods(json_out: o.JsonOpt = False) -> None:
         if row["lossy_option"]:
             lossless += f"\n[bold]LOSSY with {row['lossy_option']}[/bold]"
         about = row["summary"] + (f"\n[dim]{row['paper']}[/dim]" if row["paper"] else "")
+        if row["constraints"]:
+            about += (
+                "\n[dim]honours a \\[constraint] (--json-schema, --regex, --grammar, --allow)[/dim]"
+            )
         table.add_row(row["name"], lossless, about, params)
     out.show(table)

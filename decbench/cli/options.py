@@ -35,6 +35,22 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override any profile key: TABLE.KEY=VALUE (repeatable)."),
 ]
+JsonSchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--json-schema", help="Constrain the output to JSON valid under this schema file."
+    ),
+]
+RegexOpt = Annotated[
+    str | None, typer.Option("--regex", help="Constrain the output to match this regex.")
+]
+GrammarOpt = Annotated[
+    str | None, typer.Option("--grammar", help="Constrain the output to this Lark grammar file.")
+]
+AllowOpt = Annotated[
+    str | None,
+    typer.Option("--allow", help="Constrain the output to one line of this file (an allow-list)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 
@@ -57,8 +73,10 @@ def build_profile(
         "temperature": ("sampling", "temperature"),
         "seed": ("sampling", "seed"),
     }
+    constraint = {k: flags.pop(k) for k in CONSTRAINT_FLAGS if k in flags}
     overrides = [parse_override(s) for s in sets or []]
     overrides += [(*table_of[k], v) for k, v in flags.items() if v is not None]
+    overrides += constraint_overrides(constraint)
     if profile:
         return load_profile(profile, overrides)
     return method_profile(method or "greedy", overrides)
@@ -74,3 +92,31 @@ def read_prompt(prompt: str) -> str:
         path = Path(prompt[1:])
         return read_text(path, f"prompt file '{path}'")
     return prompt
+
+
+# --json-schema, --regex, --grammar, --allow: flag -> (constraint.kind, the key the value sets)
+CONSTRAINT_FLAGS = {
+    "json_schema": ("json-schema", "schema"),
+    "regex": ("grammar", "regex"),
+    "grammar": ("grammar", "file"),
+    "allow": ("allow", "file"),
+}
+
+
+def constraint_overrides(given: dict[str, str | None]) -> list[tuple[str, str, Any]]:
+    """A constraint flag replaces the profile's whole [constraint] table."""
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not chosen:
+        return []
+    if len(chosen) > 1:
+        names = ", ".join("--" + k.replace("_", "-") for k in chosen)
+        raise ConfigError(f"give one constraint flag, not {names}")
+    ((flag, value),) = chosen.items()
+    kind, key = CONSTRAINT_FLAGS[flag]
+    cleared = [("constraint", k, "") for k in ("schema", "file", "lark", "regex")]
+    return [
+        *cleared,
+        ("constraint", "tokens", "text"),
+        ("constraint", "kind", kind),
+        ("constraint", key, value),
+    ]

@@ -22,13 +22,15 @@ from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import diagnose
 from decbench.compare.forwards import counting_forwards
 from decbench.compare.memory import MemoryProbe
+from decbench.constraints.base import Constraint
+from decbench.constraints.build import SAMPLE, sample_schema
 from decbench.decoders.base import Request
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
 from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
-from decbench.run import Session, open_session
+from decbench.run import Session, check_constrainable, open_session
 from decbench.suites import Sample
 
 SCHEMA_SAMPLE = "decbench/sample/v1"
@@ -100,22 +102,49 @@ def open_contenders(
         check_supported(
             profile.method, get_decoder(profile.method).spec.requires, profile.backend.name
         )
+        check_constrainable(profile, get_decoder(profile.method))
     targets: dict[tuple, ModelRunner] = {}
     contenders = []
     for label, profile in zip(labels, profiles, strict=True):
         shared = targets.get(_model_key(profile))
-        session = open_session(profile, progress=progress, target=shared)
+        session = open_session(profile, progress=progress, target=shared, per_sample=True)
         targets.setdefault(_model_key(profile), session.target)
         contenders.append(Contender(label, profile, session, session.environment()))
     return contenders
 
 
 # -- one sample --------------------------------------------------------------------------------
+def sample_constraint(contender: Contender, sample: Sample) -> Constraint | None:
+    """The profile's constraint, or with constraint.schema = "sample" one compiled from the
+    sample's own schema (untimed; a few milliseconds)."""
+    settings = contender.profile.constraint
+    if settings.kind != "json-schema" or settings.schema != SAMPLE:
+        return contender.session.constraint
+    if sample.schema is None:
+        raise ConfigError(
+            f'sample {sample.id} has no schema, but constraint.schema = "sample" (use a suite '
+            "whose samples carry one, such as json-extraction)"
+        )
+    target = contender.session.target
+    return sample_schema(
+        sample.schema,
+        f"schema of sample {sample.id}",
+        target.tokenizer,
+        target.vocab_size,
+        list(target.eos_token_ids),
+    )
+
+
 def generate_turn(
-    contender: Contender, turns: list[str], answers: list[str], max_new_tokens: int | None = None
+    contender: Contender,
+    turns: list[str],
+    answers: list[str],
+    max_new_tokens: int | None = None,
+    constraint: Constraint | None = None,
 ) -> tuple[GenerationResult, float, int]:
     """Encode (untimed) and decode one turn; returns the result, its wall time and the forwards
-    of the target model during `generate` (decbench/compare/forwards.py)."""
+    of the target model during `generate` (decbench/compare/forwards.py). `constraint` defaults
+    to the session's."""
     session = contender.session
     profile = contender.profile
     start = time.perf_counter()
@@ -129,7 +158,13 @@ def generate_turn(
         generation=generation,
         sampling=profile.sampling,
         tokenize_s=time.perf_counter() - start,
+        constraint=constraint or session.constraint,
     )
+    if request.constraint is None and profile.constraint.kind:  # schema = "sample", no sample
+        raise ConfigError(
+            f"profile '{contender.label}': constraint.schema = \"sample\" needs a suite sample "
+            "with a schema, and this run has a bare prompt; give a schema file"
+        )
     with counting_forwards(session.target.model) as forwards:
         session.target.synchronize()
         t0 = time.perf_counter()
@@ -146,9 +181,11 @@ def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, A
     walls: list[float] = []
     forwards: list[int] = []
     answers: list[str] = []
+    constraint = sample_constraint(contender, sample)
     with MemoryProbe(contender.session.target.device) as memory:
         for i in range(len(sample.turns)):
-            result, wall, calls = generate_turn(contender, list(sample.turns[: i + 1]), answers)
+            turns = list(sample.turns[: i + 1])
+            result, wall, calls = generate_turn(contender, turns, answers, None, constraint)
             results.append(result)
             walls.append(wall)
             forwards.append(calls)
@@ -175,7 +212,8 @@ def score_turns(
 
 def warm_up(contender: Contender, sample: Sample) -> None:
     """One short untimed run of the first turn, so that lazy initialisation is not timed."""
-    generate_turn(contender, [sample.turns[0]], [], min(WARMUP_TOKENS, _max_new(contender)))
+    limit = min(WARMUP_TOKENS, _max_new(contender))
+    generate_turn(contender, [sample.turns[0]], [], limit, sample_constraint(contender, sample))
 
 
 def _max_new(contender: Contender) -> int:
@@ -256,6 +294,7 @@ def build_record(
         "tokens_per_s": sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
         "stats": trace_totals(results),
         "proposer": results[-1].stats.get("proposer") if results else None,  # its own report
+        "constraint": [r.constraint for r in results],  # per turn; {} when unconstrained
         "phases": phases,
         "memory": memory,
         "params": dataclasses.asdict(contender.profile.options),

@@ -200,6 +200,30 @@ def text_quality(
     return out
 
 
+def constraint_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled over every constrained turn (metrics/constraint.py): the share of outputs that
+    satisfy the constraint, mask time per decoding step and as a share of generation time, and
+    the share of draft tokens pruned. {} when no record ran under a constraint."""
+    turns = [c for r in records for c in r.get("constraint") or [] if c]
+    if not turns:
+        return {}
+    mask_s = sum(c["mask_s"] for c in turns)
+    steps = sum(sum(r["decoding_steps"]) for r in records)
+    wall = sum(wall_time(r) for r in records)
+    drafted = sum(c["drafted"] for c in turns)
+    return {
+        "kind": turns[0]["kind"],
+        "outputs": len(turns),
+        "satisfied": sum(bool(c["satisfied"]) for c in turns) / len(turns),
+        "mask_s": mask_s,
+        "mask_ms_per_step": 1000 * mask_s / steps if steps else None,
+        "mask_share": mask_s / wall if wall > 0 else None,
+        "drafted": drafted,
+        "pruned": sum(c["pruned"] for c in turns),
+        "pruned_share": sum(c["pruned"] for c in turns) / drafted if drafted else None,
+    }
+
+
 def _max(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -222,6 +246,7 @@ def group_metrics(
         "peak_memory_mb": _max(r["memory"]["peak_mb"] for r in records),
         "peak_memory_delta_mb": _max(r["memory"]["peak_delta_mb"] for r in records),
         "quality": text_quality(records, greedy),
+        "constraint": constraint_metrics(records),
     }
     if baseline is None:
         metrics.update(speedup=None, speedup_total=None, exact_match=None)

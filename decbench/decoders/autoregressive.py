@@ -26,7 +26,7 @@ def decode_autoregressive(
         logits = target.prefill(ids).logits[:, -1]  # [1, vocab]
     while True:
         with timer.phase("sampling"):
-            token = choose(logits, sampling, [state.tokens], generator)[0]
+            token = choose(logits, sampling, [state.tokens], generator, state.allowed())[0]
         emitted = state.commit([token])
         state.record([], None, 0, token, False, emitted)
         if state.done:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from decbench.backends.runner import ModelRunner
+from decbench.constraints.base import Constraint
 from decbench.results import GenerationResult
 from decbench.settings import GenerationSettings, SamplingSettings
 
@@ -29,6 +30,7 @@ class MethodSpec:
     reference: bool = False  # wraps transformers' own generate, for comparison only
     diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
     requires: frozenset[str] = frozenset()  # runner capabilities beyond the common interface
+    constraints: bool = False  # honours a [constraint] (masks every token it commits)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Request:
     sampling: SamplingSettings
     on_tokens: Callable[[list[int]], None] | None = None  # called with newly committed ids
     tokenize_s: float = 0.0
+    constraint: Constraint | None = None  # what the output must be (decbench/constraints)
 
 
 @dataclass

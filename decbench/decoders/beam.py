@@ -17,6 +17,11 @@ hypothesis and no live beam can beat it at equal length. Stop strings are applie
 hypothesis afterwards, so they cut the text where greedy's would but do not steer the search.
 The whole output is known only at the end, so the time to the first token is the total time.
 
+Under a constraint (decbench/constraints) every beam carries its own constraint state: its
+next-token log-probabilities are those of the masked, renormalised target, a continuation the
+constraint does not allow is never scanned, and a beam whose constraint is complete with nothing
+allowed after it ends a hypothesis as EOS would. Width 1 stays identical to constrained greedy.
+
 Lossy by design (it maximises sequence likelihood, not the next token). Deterministic:
 temperature > 0 is refused.
 """
@@ -29,12 +34,13 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
+from decbench.constraints.base import ConstraintState
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
-from decbench.sampler import penalize
+from decbench.sampler import constrain, penalize
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Beam:
     tokens: list[int]  # generated tokens of this beam
     origin: int  # row of the previous step's batch it extends
     total: float  # sum of log-probabilities
+    constraint: ConstraintState | None = None  # after `tokens`, when the output is constrained
 
 
 class Hypotheses:
@@ -84,7 +91,7 @@ class BeamSearch:
         self.target = target
         self.options = options
         self.state = state
-        self.beams = [Beam([], 0, 0.0)]
+        self.beams = [Beam([], 0, 0.0, state.constraint.fork() if state.constraint else None)]
         self.hypotheses = Hypotheses(options.width, options.length_penalty)
 
     def prefill(self) -> torch.Tensor:
@@ -99,23 +106,44 @@ class BeamSearch:
         prompt = self.state.request.prompt_ids
         contexts = [prompt + beam.tokens for beam in self.beams]
         penalty = self.state.request.sampling.repetition_penalty
-        logprobs = penalize(logits, contexts, penalty).log_softmax(-1)  # [n_beams, vocab]
+        masks = self.masks()  # [n_beams, vocab] bool, or None
+        logprobs = constrain(penalize(logits, contexts, penalty), masks).log_softmax(-1)
         totals = torch.tensor([b.total for b in self.beams], device=logprobs.device)[:, None]
         totals = totals + logprobs
         vocab = logprobs.shape[-1]
         values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
         live: list[Beam] = []
         for rank, (total, index) in enumerate(zip(values.tolist(), flat.tolist(), strict=True)):
+            if total == float("-inf"):  # only continuations the constraint forbids are left
+                break
             origin, token = divmod(index, vocab)
             tokens = [*self.beams[origin].tokens, token]
-            if token in self.state.eos:
+            constraint = self.advance(self.beams[origin], token)
+            if token in self.state.eos or (constraint is not None and constraint.must_stop):
                 if rank < width:
                     self.hypotheses.add(tokens, total)
                 continue
-            live.append(Beam(tokens, origin, total))
+            live.append(Beam(tokens, origin, total, constraint))
             if len(live) == width:
                 break
         return live
+
+    def masks(self) -> torch.Tensor | None:
+        """[n_beams, vocab] the constraint's mask after each beam (None: unconstrained)."""
+        if self.state.constraint is None:
+            return None
+        with self.state.timer.phase("constraint"):
+            masks = torch.stack([beam.constraint.mask() for beam in self.beams])
+        return self.state.check_masks(masks)
+
+    def advance(self, beam: Beam, token: int) -> ConstraintState | None:
+        """The constraint state of `beam` extended by `token` (a fork: beams share origins)."""
+        if beam.constraint is None:
+            return None
+        with self.state.timer.phase("constraint"):
+            constraint = beam.constraint.fork()
+            constraint.advance(token)
+        return constraint
 
     def finished(self, live: list[Beam]) -> bool:
         """No live beam can still enter the hypotheses (or early stopping after `width`)."""
@@ -188,6 +216,7 @@ class BeamSearchDecoder(Decoder):
             "to greedy"
         ),
         samples=False,
+        constraints=True,
     )
     Options = BeamOptions
 

@@ -19,6 +19,7 @@ class Greedy(Decoder):
         lossless=True,
         lossless_note="is the reference: token-identical to HF generate(do_sample=False)",
         samples=False,
+        constraints=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:

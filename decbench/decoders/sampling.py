@@ -20,6 +20,7 @@ class Sample(Decoder):
         paper="Holtzman et al., The Curious Case of Neural Text Degeneration (2020)",
         lossless=True,
         lossless_note="is the sampling reference: draws from the warped target distribution",
+        constraints=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:

@@ -1,17 +1,27 @@
 """GenerationState: the committed tokens, stop rules and trace that every decoder shares.
 
 Stop rules live here once, so that plain and speculative decoding stop at exactly the same token
-(EOS, max_new_tokens, a stop string, the context window), even when several tokens are committed
-in one step.
+(EOS, max_new_tokens, a stop string, the context window, a complete constraint), even when
+several tokens are committed in one step.
+
+So does the constraint (decbench/constraints): the state advances it with every committed token
+and hands decoders the masks of the positions they are about to choose (`allowed`,
+`allowed_along`), timed as the "constraint" phase.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
+import torch
+
 from decbench.backends.runner import ModelRunner
+from decbench.constraints.base import ConstraintState
 from decbench.decoders.base import Request
+from decbench.errors import RunError
+from decbench.metrics import constraint as constraint_metrics
 from decbench.metrics.acceptance import AcceptanceStats, summarize
 from decbench.results import GenerationResult, StepTrace, Timings, TreeTrace
 
@@ -42,6 +52,10 @@ class GenerationState:
         self._mark = self.timer.snapshot()
         self.t0 = time.perf_counter()
         self.first_token_at: float | None = None
+        self.constraint: ConstraintState | None = None
+        self.constraint_stats = constraint_metrics.ConstraintStats.new()
+        if request.constraint is not None:
+            self.constraint = request.constraint.start()
 
     @property
     def done(self) -> bool:
@@ -57,6 +71,9 @@ class GenerationState:
         for token in proposed:
             if self.done:
                 break
+            if self.constraint is not None:
+                with self.timer.phase("constraint"):
+                    self.constraint.advance(token)
             self.tokens.append(token)
             self.generated.append(token)
             taken += 1
@@ -77,7 +94,47 @@ class GenerationState:
                 return "stop"
         if len(self.generated) >= self.max_new:
             return "length"
+        if self.constraint is not None and self.constraint.must_stop:
+            return "constraint"
         return None
+
+    # -- the constraint ----------------------------------------------------------------------
+    def allowed(self) -> torch.Tensor | None:
+        """[1, vocab] bool: the tokens the constraint allows next (None: unconstrained)."""
+        if self.constraint is None:
+            return None
+        with self.timer.phase("constraint"):
+            mask = self.constraint.mask()[None]
+        return self.check_masks(mask)
+
+    def allowed_along(self, draft_tokens: Sequence[int]) -> torch.Tensor | None:
+        """[k+1, vocab] bool: the masks after the committed tokens and after each prefix of a
+        draft that the constraint allows (see `prune`)."""
+        if self.constraint is None:
+            return None
+        with self.timer.phase("constraint"):
+            masks = self.constraint.masks_along(draft_tokens)
+        return self.check_masks(masks)
+
+    def prune(self, draft_tokens: Sequence[int]) -> int:
+        """How many leading draft tokens the constraint allows (all when unconstrained)."""
+        if self.constraint is None:
+            return len(draft_tokens)
+        with self.timer.phase("constraint"):
+            kept = self.constraint.allowed_prefix(draft_tokens)
+        self.constraint_stats.observe_draft(len(draft_tokens), kept)
+        return kept
+
+    def check_masks(self, masks: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """Count `rows` computed mask rows (default: all of `masks`) and refuse a dead end: a
+        row that allows nothing means the constraint cannot be completed from here."""
+        self.constraint_stats.observe_masks(masks.shape[0] if rows is None else rows)
+        if not bool(masks.any(-1).all()):
+            raise RunError(
+                f"the constraint allows no token after {len(self.generated)} generated tokens "
+                f"({self.request.constraint.describe()}); it cannot be completed"
+            )
+        return masks
 
     def record(
         self,
@@ -127,4 +184,19 @@ class GenerationState:
             steps=self.steps,
             sampling=asdict(self.request.sampling),
             generation=asdict(self.request.generation),
+            constraint=self._constraint_summary(text, total, phases),
+        )
+
+    def _constraint_summary(self, text: str, total_s: float, phases: dict) -> dict:
+        constraint = self.request.constraint
+        if constraint is None:
+            return {}
+        return constraint_metrics.summarize(
+            self.constraint_stats,
+            constraint.kind,
+            constraint.source,
+            constraint.satisfied(self.generated, text),
+            phases.get("constraint", 0.0),
+            total_s,
+            len(self.steps),
         )

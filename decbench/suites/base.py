@@ -37,10 +37,15 @@ class Sample:
     # reference answers when the source has them, usually one per turn; an entry is a string or
     # a tuple of acceptable answers (Spec-Bench's RAG rows: [["answer", "alias", ...]])
     reference: tuple[Reference, ...] | None = None
+    # a JSON schema (JSON text) the answer must satisfy, for runs whose [constraint] has
+    # schema = "sample" (decbench/constraints; the json-extraction suite)
+    schema: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["turns"] = list(self.turns)
+        if self.schema is None:
+            del data["schema"]  # records and checksums of schema-less suites stay as they were
         if self.reference is not None:
             data["reference"] = [r if isinstance(r, str) else list(r) for r in self.reference]
         return data
@@ -57,6 +62,7 @@ class Sample:
                 if reference is not None
                 else None
             ),
+            schema=data.get("schema"),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from decbench.suites import open_ended, stdlib, written
+from decbench.suites import json_extraction, open_ended, stdlib, written
 from decbench.suites.base import (
     CATEGORIES,
     CODE_COMPLETION,
@@ -46,6 +46,14 @@ _PROMPTS: dict[str, tuple[str, Callable[[], list]]] = {
     ),
 }
 
+# category -> (how its prompts are made, (prompt, JSON schema text) of each sample)
+_SCHEMA_PROMPTS: dict[str, tuple[str, Callable[[], list[tuple[str, str]]]]] = {
+    json_extraction.JSON_EXTRACTION: (
+        "extract fields from a short text as JSON, each sample with its schema",
+        json_extraction.prompts,
+    ),
+}
+
 # name -> (description, categories, prompts per category or None for all)
 _SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
     DEFAULT_SUITE: ("3 prompts from each of the 8 categories (the default)", CATEGORIES, 3),
@@ -58,10 +66,21 @@ _SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
     **{c: (_PROMPTS[c][0], (c,), None) for c in CATEGORIES},
     # not in the default mix: long free-form outputs, judged by text quality rather than speed
     open_ended.OPEN_ENDED: (_PROMPTS[open_ended.OPEN_ENDED][0], (open_ended.OPEN_ENDED,), None),
+    # not in the default mix: constrained decoding (use with --json-schema sample)
+    json_extraction.JSON_EXTRACTION: (
+        _SCHEMA_PROMPTS[json_extraction.JSON_EXTRACTION][0],
+        (json_extraction.JSON_EXTRACTION,),
+        None,
+    ),
 }
 
 
 def category_samples(category: str) -> list[Sample]:
+    if category in _SCHEMA_PROMPTS:
+        return [
+            Sample(id=f"{category}-{number:02d}", category=category, turns=(prompt,), schema=schema)
+            for number, (prompt, schema) in enumerate(_SCHEMA_PROMPTS[category][1](), start=1)
+        ]
     samples = []
     for number, prompt in enumerate(_PROMPTS[category][1](), start=1):
         turns = tuple(prompt) if isinstance(prompt, tuple) else (prompt,)

@@ -31,7 +31,7 @@ from decbench.errors import ConfigError, unknown
 from decbench.suites.base import Reference, Sample, Suite
 
 FORMATS = ("auto", "decbench", "spec-bench")
-DECBENCH_KEYS = ("id", "category", "prompt", "turns", "reference", "meta")
+DECBENCH_KEYS = ("id", "category", "prompt", "turns", "reference", "meta", "schema")
 DEFAULT_CATEGORY = "default"
 
 
@@ -105,11 +105,15 @@ def decbench_sample(record: dict[str, Any], number: int, where: str) -> Sample:
     qid = record.get("id", str(number))
     if not isinstance(qid, int | str) or isinstance(qid, bool):
         raise ConfigError(f"{where}: id must be a string or an integer")
+    schema = record.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise ConfigError(f"{where}: schema must be a JSON object (a JSON schema)")
     return Sample(
         id=str(qid),
         category=_string(record.get("category", DEFAULT_CATEGORY), "category", where),
         turns=turns,
         reference=_reference(record.get("reference"), where),
+        schema=None if schema is None else json.dumps(schema, sort_keys=True),
     )
 
 

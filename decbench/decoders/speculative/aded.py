@@ -222,6 +222,7 @@ class Aded(Decoder):
         "sampling over siblings (one-hot drafts) under sampling",
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = AdedOptions
 

@@ -162,6 +162,7 @@ class SpeculativeDecoding(Decoder):
         needs_draft=True,
         emits_draft_probs=True,
         drafts=True,
+        constraints=True,
     )
     Options = DraftModelOptions
 

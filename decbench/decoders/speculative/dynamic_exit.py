@@ -157,6 +157,7 @@ class DynamicExit(Decoder):
         "sampling with the exit layer's q under sampling",
         emits_draft_probs=True,
         drafts=True,
+        constraints=True,
     )
     Options = DynamicExitOptions
 

@@ -76,6 +76,7 @@ class Eagle(Decoder):
         lossless_note="exact match under greedy; rejection sampling of a one-hot draft under "
         "sampling",
         drafts=True,
+        constraints=True,
     )
     Options = EagleOptions
 

@@ -215,6 +215,7 @@ class Eagle2(Decoder):
         "of one-hot (top-k, deterministic) drafts under sampling",
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = Eagle2Options
 

@@ -4,6 +4,14 @@ Invariant: the target's KV cache holds every committed token except the last one
 *pending* token), so each step's single forward runs over [pending] + draft and yields the
 target's distribution after the context and after every draft prefix. A tree draft (tree.py)
 runs the same way under a tree mask; afterwards the cache is compacted to the accepted path.
+
+Under a constraint (decbench/constraints) a chain draft is cut at its first disallowed token
+before verification, and the target's logits at every verified position are masked before the
+acceptance rule, so greedy stays token-identical to constrained greedy and sampling draws from
+the constrained target. A draft with draft probabilities keeps its first disallowed token under
+sampling: the rule rejects it for certain (p(x) = 0) and draws from the residual max(0, p - q),
+which cutting it would skip. Tree nodes off the constraint stay in the verify forward but can
+never be accepted (their target probability is 0), so proposers keep their own node indices.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from decbench.decoders.speculative.acceptance import (
     greedy_match,
     rejection_sampling,
 )
+from decbench.decoders.speculative.constrained import constrain_chain, tree_masks
 from decbench.decoders.speculative.proposer import Draft, Feedback, Proposer, ProposerContext
 from decbench.decoders.state import GenerationState
 from decbench.results import GenerationResult, TreeTrace
@@ -56,7 +65,7 @@ def run_speculative(
         out = target.prefill(torch.tensor([prompt]), all_logits=observe_prefill, hidden=hidden)
         prefill = out.logits
     with timer.phase("sampling"):
-        first = choose(prefill[:, -1], sampling, [state.tokens], generator)[0]
+        first = choose(prefill[:, -1], sampling, [state.tokens], generator, state.allowed())[0]
     state.record([], None, 0, first, False, state.commit([first]))
     if observe_prefill:
         with timer.phase("draft"):
@@ -81,7 +90,8 @@ def run_speculative(
             feedback = tree_step(draft, state, generator, tree_rule, hidden)
         else:
             draft.tokens = draft.tokens[: max(budget, 0)]
-            feedback = chain_step(draft, state, generator, rule, hidden)
+            masks = constrain_chain(draft, state)
+            feedback = chain_step(draft, state, generator, rule, hidden, masks)
 
         # 5. observe
         proposer.observe(feedback)
@@ -94,6 +104,7 @@ def chain_step(
     generator: torch.Generator | None,
     rule: SamplingRule,
     hidden: bool = False,
+    masks: torch.Tensor | None = None,  # [k+1, vocab] bool: a constraint's masks per row
 ) -> Feedback:
     target, timer, sampling = state.target, state.timer, state.request.sampling
 
@@ -106,7 +117,7 @@ def chain_step(
 
     # 3. accept
     with timer.phase("accept"):
-        verdict = accept(draft, logits, state.tokens, sampling, generator, rule)
+        verdict = accept(draft, logits, state.tokens, sampling, generator, rule, masks)
 
     # 4. append, emit, roll back the rejected suffix from the cache
     emitted = state.commit([*draft.tokens[: verdict.accepted], verdict.bonus])
@@ -141,9 +152,10 @@ def tree_step(
         out = target.forward(block.ids, block.positions, block.mask, hidden=hidden)
         logits = out.logits[0]  # [1+n+m, vocab]
 
-    # 3. accept the longest path the target agrees with
+    # 3. accept the longest path the target agrees with (and the constraint allows)
+    masks = tree_masks(draft, state)
     with timer.phase("accept"):
-        verdict = accept_tree(draft, logits, state.tokens, sampling, generator, rule)
+        verdict = accept_tree(draft, logits, state.tokens, sampling, generator, rule, masks)
 
     # 4. append, emit, compact the cache to the accepted path (and cut it at a stop)
     path_tokens = [draft.tokens[node] for node in verdict.path]
@@ -173,11 +185,12 @@ def accept(
     sampling: SamplingSettings,
     generator: torch.Generator | None,
     rule: SamplingRule,
+    masks: torch.Tensor | None = None,  # [k+1, vocab] bool: a constraint's masks per row
 ) -> Verdict:
     contexts = prefix_contexts(tokens, draft.tokens, sampling)
     if sampling.greedy:
-        return greedy_match(draft.tokens, greedy_tokens(logits, sampling, contexts))
-    target_probs = target_distribution(logits, sampling, contexts)
+        return greedy_match(draft.tokens, greedy_tokens(logits, sampling, contexts, masks))
+    target_probs = target_distribution(logits, sampling, contexts, masks)
     return rule(draft.tokens, draft.draft_probs, target_probs, generator)
 
 
@@ -188,16 +201,18 @@ def accept_tree(
     sampling: SamplingSettings,
     generator: torch.Generator | None,
     rule: tree.TreeRule,
+    masks: torch.Tensor | None = None,  # [1+n, vocab] bool: a constraint's masks per row
 ) -> tree.TreeVerdict:
     rows = logits[: 1 + len(draft.tokens)]
     penalized = sampling.repetition_penalty != 1.0
     contexts = tree.path_contexts(tokens, draft) if penalized else []
     if sampling.greedy:
-        return tree.accept_greedy(draft, greedy_tokens(rows, sampling, contexts))
+        return tree.accept_greedy(draft, greedy_tokens(rows, sampling, contexts, masks))
 
     def target_probs(row: int) -> torch.Tensor:  # the walk only needs the rows it visits
         context = [contexts[row]] if penalized else []
-        return target_distribution(rows[row : row + 1], sampling, context)[0]
+        allowed = None if masks is None else masks[row : row + 1]
+        return target_distribution(rows[row : row + 1], sampling, context, allowed)[0]
 
     return rule(draft, target_probs, generator)
 

@@ -166,6 +166,7 @@ class Lookahead(Decoder):
         "sampling over siblings (one-hot drafts) under sampling",
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = LookaheadOptions
 

@@ -101,6 +101,7 @@ class Medusa(Decoder):
         lossy_option='acceptance = "typical" (under sampling)',
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = MedusaOptions
 

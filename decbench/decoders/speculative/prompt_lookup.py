@@ -76,6 +76,7 @@ class PromptLookup(Decoder):
         lossless=True,
         lossless_note="exact match under greedy; one-hot rejection sampling under sampling",
         drafts=True,
+        constraints=True,
     )
     Options = PromptLookupOptions
 

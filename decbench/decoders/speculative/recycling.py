@@ -165,6 +165,7 @@ class TokenRecycling(Decoder):
         "sampling over siblings (one-hot drafts) under sampling",
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = RecyclingOptions
 

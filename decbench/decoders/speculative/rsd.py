@@ -221,6 +221,7 @@ class RecursiveSpeculativeDecoding(Decoder):
         emits_draft_probs=True,
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = RSDOptions
 

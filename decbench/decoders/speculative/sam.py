@@ -125,6 +125,7 @@ class Sam(Decoder):
         lossless=True,
         lossless_note="exact match under greedy; one-hot rejection sampling under sampling",
         drafts=True,
+        constraints=True,
     )
     Options = SamOptions
 

@@ -87,6 +87,7 @@ class SamEagle(Decoder):
         "multi-candidate rejection sampling (trees) under sampling",
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = SamEagleOptions
 

@@ -185,6 +185,7 @@ class SpecTr(Decoder):
         emits_draft_probs=True,
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = SpecTrOptions
 
