@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
 from decbench.backends.static import runner_facts
 from decbench.constraints.base import Constraint
-from decbench.constraints.build import build_constraint
+from decbench.constraints.build import SEARCH_KINDS, build_constraint
 from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
@@ -150,33 +151,52 @@ def open_session(
     say = progress or (lambda _msg: None)
     decoder_cls = get_decoder(profile.method)
     check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
-    check_constrainable(profile, decoder_cls)
+    options = constrained_options(profile, decoder_cls)
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
-    constraint = build_constraint(
-        profile.constraint,
-        target.tokenizer,
-        target.vocab_size,
-        list(target.eos_token_ids),
-        per_sample,
-    )
+    constraint = None
+    if options is profile.options:  # not taken into the method's own search: masked
+        constraint = build_constraint(
+            profile.constraint,
+            target.tokenizer,
+            target.vocab_size,
+            list(target.eos_token_ids),
+            per_sample,
+        )
 
     def load_model(name: str) -> ModelRunner:
         return load_runner(ModelSettings(name=name), profile.backend, say)
 
     ctx = DecoderContext(load_model=load_model, progress=say)
-    decoder = decoder_cls(target, profile.options, ctx)
+    decoder = decoder_cls(target, options, ctx)
     return Session(profile, target, decoder, constraint)
 
 
-def check_constrainable(profile: Profile, decoder_cls: type[Decoder]) -> None:
-    """A [constraint] with a method that cannot mask what it commits is refused before loading."""
-    kind = profile.constraint.kind
-    if kind and not decoder_cls.spec.constraints:
+def constrained_options(profile: Profile, decoder_cls: type[Decoder]) -> Any:
+    """The method's options, with a [constraint] that the method's own search honours folded in
+    (grid-beam's include phrases, dllm-dingo's regex). A constraint the method can neither mask
+    nor take is refused before loading."""
+    settings = profile.constraint
+    kind = settings.kind
+    if not kind:
+        return profile.options
+    if kind not in SEARCH_KINDS and decoder_cls.spec.constraints:
+        return profile.options  # masked where logits become tokens (sampler.py)
+    if kind == "include" and not [p for p in settings.include if p.strip()]:
+        raise ConfigError("constraint.include: an include constraint needs at least one phrase")
+    taken = decoder_cls.takes_constraint(profile.options, settings)
+    if taken is not None:
+        return taken
+    if kind in SEARCH_KINDS:
         raise ConfigError(
-            f"method '{profile.method}' cannot honour a {kind} constraint (it does not mask the "
-            f"tokens it commits); use greedy, sample or a speculative method such as pld"
+            f"method '{profile.method}' cannot honour an {kind} constraint (no token mask can "
+            "express it); use --method grid-beam"
         )
+    raise ConfigError(
+        f"method '{profile.method}' cannot honour a {kind} constraint (it does not mask the "
+        f"tokens it commits); use greedy, sample or a speculative method such as pld"
+        + (" (dLLMs: dllm-dingo with a regex)" if decoder_cls.spec.diffusion else "")
+    )
 
 
 def encode_prompt(target: ModelRunner, prompt: str, profile: Profile, raw: bool) -> list[int]:

@@ -62,7 +62,7 @@ class SamplingSettings:
 class ConstraintSettings:
     """What the output must be (decbench/constraints). kind "" = unconstrained."""
 
-    kind: str = ""  # "" | allow | json-schema | grammar
+    kind: str = ""  # "" | allow | json-schema | grammar | include
     schema: str = ""  # json-schema: path of the schema file
     file: str = ""  # allow: the allow-list (one sequence a line); grammar: a Lark grammar file
     lark: str = ""  # grammar: Lark grammar text (instead of file)
@@ -70,3 +70,4 @@ class ConstraintSettings:
     tokens: str = (
         "text"  # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
     )
+    include: list[str] = field(default_factory=list)  # include: phrases the output must contain

@@ -63,6 +63,7 @@ PARTS: dict[str, Callable[[ModelRunner, Path], tuple[dict, DecoderContext]]] = {
     "speculative": draft_ctx,
     "spectr": draft_ctx,
     "rsd": draft_ctx,
+    "rsd-s": draft_ctx,
     "medusa": medusa_parts,
     "eagle": eagle_parts,
     "eagle2": eagle_parts,

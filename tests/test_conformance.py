@@ -14,9 +14,10 @@ from decbench.decoders.greedy import Greedy
 from decbench.decoders.registry import _REGISTRY, register_decoder
 from decbench.results import GenerationResult
 from tests.conformance import PROMPTS, assert_equals_greedy, build, greedy_ids, lossless_methods
-from tests.conftest import make_request
+from tests.conftest import make_request, no_models_ctx
 
 METHODS = [cls.spec.name for cls in lossless_methods()]
+CONSTRAINED = [cls.spec.name for cls in lossless_methods() if cls.spec.constraints]
 
 
 def test_the_lossless_methods_are_all_here():
@@ -25,7 +26,9 @@ def test_the_lossless_methods_are_all_here():
         METHODS
     )
     assert {"eagle", "eagle2", "sam", "sam-eagle", "spectr", "rsd", "del"} <= set(METHODS)
+    assert {"rsd-s"} <= set(METHODS)
     assert not {"hf-greedy", "llamacpp-greedy", "beam", "dllm-confidence"} & set(METHODS)
+    assert set(CONSTRAINED) == set(METHODS)  # every lossless method honours a token mask
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -49,6 +52,26 @@ def test_stops_at_eos_where_greedy_does(method, tiny_runner, tmp_path, monkeypat
     result = decoder.generate(make_request(prompt, 24))
     assert result.token_ids == full[:cut], method
     assert result.finish_reason == "eos"
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("method", CONSTRAINED)
+def test_under_an_allow_list_equals_constrained_greedy(method, seed, tiny_runner, tmp_path):
+    """Every lossless method that declares `constraints` keeps masking where its tokens are
+    chosen: under a random allow-list it is constrained greedy token for token."""
+    from decbench.constraints.trie import AllowList
+    from tests.test_constraints import EOS, _prompt, _request, random_allow_list
+
+    cls = next(c for c in lossless_methods() if c.spec.name == method)
+    sequences = random_allow_list(seed, n=20)
+    constraint = AllowList(sequences, tiny_runner.vocab_size, [EOS], "test")
+    prompt = _prompt(sequences)
+    greedy = Greedy(tiny_runner, Greedy.Options(), no_models_ctx())
+    want = greedy.generate(_request(prompt, constraint))
+    got = build(cls, tiny_runner, tmp_path).generate(_request(prompt, constraint))
+    assert got.token_ids == want.token_ids, method
+    assert got.finish_reason == want.finish_reason
+    assert got.constraint["satisfied"]
 
 
 # -- the suite picks up a new method and catches a wrong one ------------------------------------

@@ -215,6 +215,21 @@ def test_end_to_end_on_the_tiny_dllm():
         assert stats["satisfied"] and stats["kind"] == "regex"
         assert stats["bookkeeping_s"] > 0 and stats["dfa_states"] > 2
         assert result.stats["dllm"]["forward_calls"] > 0
+        assert result.constraint["kind"] == "regex" and result.constraint["satisfied"]
+        assert result.constraint["mask_s"] == stats["bookkeeping_s"]
+
+
+def test_a_regex_constraint_becomes_method_regex():
+    """--regex (constraint.kind = grammar, regex) is taken into dllm-dingo's own programme
+    instead of an llguidance mask."""
+    from decbench.cli.options import build_profile
+    from decbench.run import constrained_options
+
+    profile = build_profile("dllm-dingo", None, None, regex=r"the [a-z]+\.")
+    assert constrained_options(profile, DllmDingo).regex == r"the [a-z]+\."
+    lark = build_profile("dllm-dingo", None, None, grammar="rules.lark")
+    with pytest.raises(ConfigError, match="cannot honour a grammar constraint"):
+        constrained_options(lark, DllmDingo)
 
 
 def test_a_regex_that_allows_the_models_choices_changes_nothing():

@@ -201,3 +201,64 @@ def test_profile_and_spec():
     assert profile.options.include == ["river", "bank"] and profile.options.beam == 4
     spec = GridBeamDecoder.spec
     assert not spec.lossless and not spec.samples and "beam" in spec.lossless_note
+
+
+# -- the [constraint] table: kind = "include" is taken into grid-beam's own search ---------------
+def test_include_constraint_becomes_the_phrases_and_fills_result_constraint():
+    from decbench.cli.options import build_profile
+    from decbench.run import constrained_options
+
+    profile = build_profile("grid-beam", None, None, include=["abc", "de"])
+    assert profile.constraint.kind == "include"
+    options = constrained_options(profile, GridBeamDecoder)
+    assert options.include == ["abc", "de"]
+    runner = with_tokenizer(runner_for(tiny_llama()))
+    result = GridBeamDecoder(runner, options, no_models_ctx()).generate(make_request([3], 12))
+    assert contains(result.token_ids, runner.tokenizer.encode("abc"))
+    c = result.constraint  # what compare's constraint table pools
+    assert c["kind"] == "include" and c["satisfied"] is True
+    assert c["mask_s"] == result.stats["constraint"]["bookkeeping_s"] > 0
+    assert c["drafted"] == 0 and c["pruned_share"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "message"),
+    [
+        ("greedy", {"include": ["river"]}, "cannot honour an include constraint"),
+        ("pld", {"include": ["river"]}, "use --method grid-beam"),
+        ("grid-beam", {"regex": "a+"}, "cannot honour a grammar constraint"),
+        ("dllm-confidence", {"regex": "a+"}, "dllm-dingo with a regex"),
+    ],
+)
+def test_constraints_a_method_cannot_honour_are_refused(method, flags, message):
+    from decbench.cli.options import build_profile
+    from decbench.decoders.registry import get_decoder
+    from decbench.run import constrained_options
+
+    profile = build_profile(method, None, None, **flags)
+    with pytest.raises(ConfigError, match=message):
+        constrained_options(profile, get_decoder(method))
+
+
+def test_cli_include_flag_refuses_an_empty_phrase_list_and_greedy(monkeypatch, capsys):
+    from tests.test_cli import run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "hi", "--include", "river")
+    assert code == 2 and "use --method grid-beam" in err and err.count("error:") == 1
+    args = ("generate", "hi", "-m", "grid-beam", "--set", "constraint.kind=include")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and "needs at least one phrase" in err
+
+
+@pytest.mark.model
+def test_cli_include_flag_on_the_default_model(monkeypatch, capsys):
+    import json
+
+    from tests.test_cli import run_cli
+
+    args = ("generate", "Write a sentence about a walk.", "-m", "grid-beam", "-n", "24")
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--include", "river", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert " river" in doc["text"]
+    assert doc["constraint"]["kind"] == "include" and doc["constraint"]["satisfied"]

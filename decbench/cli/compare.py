@@ -136,6 +136,7 @@ def compare(
     regex: o.RegexOpt = None,
     grammar: o.GrammarOpt = None,
     allow: o.AllowOpt = None,
+    include: o.IncludeOpt = None,
     json_out: o.JsonOpt = False,
 ) -> None:
     """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
@@ -152,6 +153,7 @@ def compare(
         "regex": regex,
         "grammar": grammar,
         "allow": allow,
+        "include": include,
     }
     wanted = {
         "profiles": profiles,

@@ -32,9 +32,9 @@ Examples:
 
   decbench generate "Once upon a time" --raw --method momentum --quality --json
 
-  decbench generate "Write a sentence about" --method grid-beam --set method.include='["river", "bank"]'
+  decbench generate "Write a sentence about" --method grid-beam --include river --include bank
 
-  decbench generate "How old is Ada?" --method dllm-dingo --set method.regex='[0-9]{1,3} years\.'
+  decbench generate "How old is Ada?" --method dllm-dingo --regex '[0-9]{1,3} years\.'
 
   decbench generate "Extract name and age as JSON: Ada, 36" --json-schema profiles/schemas/person.json -m pld
 
@@ -60,6 +60,7 @@ def generate(
     regex: o.RegexOpt = None,
     grammar: o.GrammarOpt = None,
     allow: o.AllowOpt = None,
+    include: o.IncludeOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
@@ -105,6 +106,7 @@ def generate(
         regex=regex,
         grammar=grammar,
         allow=allow,
+        include=include,
     )
     session = open_session(prof, progress=out.progress)
     tokenizer = session.target.tokenizer

@@ -51,6 +51,13 @@ AllowOpt = Annotated[
     str | None,
     typer.Option("--allow", help="Constrain the output to one line of this file (an allow-list)."),
 ]
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        help="The output must contain this phrase (repeatable; lexical constraint, grid-beam).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 
@@ -100,12 +107,13 @@ CONSTRAINT_FLAGS = {
     "regex": ("grammar", "regex"),
     "grammar": ("grammar", "file"),
     "allow": ("allow", "file"),
+    "include": ("include", "include"),
 }
 
 
-def constraint_overrides(given: dict[str, str | None]) -> list[tuple[str, str, Any]]:
+def constraint_overrides(given: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """A constraint flag replaces the profile's whole [constraint] table."""
-    chosen = {k: v for k, v in given.items() if v is not None}
+    chosen = {k: v for k, v in given.items() if v is not None and v != []}
     if not chosen:
         return []
     if len(chosen) > 1:
@@ -116,6 +124,7 @@ def constraint_overrides(given: dict[str, str | None]) -> list[tuple[str, str, A
     cleared = [("constraint", k, "") for k in ("schema", "file", "lark", "regex")]
     return [
         *cleared,
+        ("constraint", "include", []),
         ("constraint", "tokens", "text"),
         ("constraint", "kind", kind),
         ("constraint", key, value),

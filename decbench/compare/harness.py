@@ -30,7 +30,7 @@ from decbench.errors import ConfigError
 from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
-from decbench.run import Session, check_constrainable, open_session
+from decbench.run import Session, constrained_options, open_session
 from decbench.suites import Sample
 
 SCHEMA_SAMPLE = "decbench/sample/v1"
@@ -102,7 +102,7 @@ def open_contenders(
         check_supported(
             profile.method, get_decoder(profile.method).spec.requires, profile.backend.name
         )
-        check_constrainable(profile, get_decoder(profile.method))
+        constrained_options(profile, get_decoder(profile.method))
     targets: dict[tuple, ModelRunner] = {}
     contenders = []
     for label, profile in zip(labels, profiles, strict=True):
@@ -160,7 +160,7 @@ def generate_turn(
         tokenize_s=time.perf_counter() - start,
         constraint=constraint or session.constraint,
     )
-    if request.constraint is None and profile.constraint.kind:  # schema = "sample", no sample
+    if request.constraint is None and profile.constraint.schema == SAMPLE:  # no sample here
         raise ConfigError(
             f"profile '{contender.label}': constraint.schema = \"sample\" needs a suite sample "
             "with a schema, and this run has a bare prompt; give a schema file"

@@ -17,12 +17,15 @@ from decbench.errors import ConfigError, check_choice
 from decbench.files import read_text
 from decbench.settings import ConstraintSettings
 
-KINDS = ("", "allow", "json-schema", "grammar")
+KINDS = ("", "allow", "json-schema", "grammar", "include")
+# kinds no token mask can express: a method takes them into its own search (Decoder.takes_constraint)
+SEARCH_KINDS = ("include",)
 SAMPLE = "sample"  # constraint.schema = "sample": each suite sample's own schema (compare only)
 KEYS = {
     "allow": {"file", "tokens"},
     "json-schema": {"schema"},
     "grammar": {"file", "lark", "regex"},
+    "include": {"include"},
 }
 
 
@@ -38,7 +41,7 @@ def build_constraint(
     bad one."""
     check_choice("constraint.kind", settings.kind, KINDS)
     _check_keys(settings)
-    if not settings.kind:
+    if not settings.kind or settings.kind in SEARCH_KINDS:
         return None
     if settings.kind == "allow":
         return allow_list(settings, tokenizer, vocab, eos)
@@ -87,7 +90,7 @@ def _check_keys(settings: ConstraintSettings) -> None:
     """A key that the kind does not read is a mistake (a schema with kind = "allow")."""
     used = KEYS.get(settings.kind, set())
     defaults = ConstraintSettings()
-    for key in ("schema", "file", "lark", "regex", "tokens"):
+    for key in ("schema", "file", "lark", "regex", "tokens", "include"):
         if getattr(settings, key) != getattr(defaults, key) and key not in used:
             kind = settings.kind or '""'
             raise ConfigError(f"constraint.{key} does not apply to constraint.kind = {kind}")

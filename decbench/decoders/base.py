@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
 from decbench.results import GenerationResult
-from decbench.settings import GenerationSettings, SamplingSettings
+from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,13 @@ class Decoder(ABC):
         """Lossless with these options (a method may offer a lossy option, e.g. Medusa's typical
         acceptance); everything that reports losslessness asks this, not spec.lossless."""
         return cls.spec.lossless
+
+    @classmethod
+    def takes_constraint(cls, options: Any, settings: ConstraintSettings) -> Any | None:
+        """For a method that honours a [constraint] by its own search rather than by token masks
+        (spec.constraints): its options with the constraint folded in, or None where it cannot
+        honour this one. run.open_session asks this before refusing the constraint."""
+        return None
 
     @abstractmethod
     def generate(self, request: Request) -> GenerationResult:

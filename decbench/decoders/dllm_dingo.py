@@ -29,6 +29,7 @@ Greedy only (temperature 0).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -42,7 +43,9 @@ from decbench.diffusion.dingo import block_argmax, block_scores
 from decbench.diffusion.runner import DiffusionRunner
 from decbench.diffusion.token_dfa import build_token_dfa, char_dfa, token_texts
 from decbench.errors import ConfigError, RunError
+from decbench.metrics.constraint import search_summary
 from decbench.results import GenerationResult
+from decbench.settings import ConstraintSettings
 
 
 @register_decoder
@@ -68,6 +71,13 @@ class DllmDingo(Decoder):
 
         def __post_init__(self) -> None:
             char_dfa(self.regex)  # a bad regex fails when the profile is read, before any model
+
+    @classmethod
+    def takes_constraint(cls, options, settings: ConstraintSettings):
+        """[constraint] kind = "grammar" with a regex (or --regex): it becomes method.regex."""
+        if settings.kind != "grammar" or not settings.regex or settings.file or settings.lark:
+            return None
+        return dataclasses.replace(options, regex=settings.regex)
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
@@ -102,6 +112,7 @@ class DllmDingo(Decoder):
             run.apply(positions, tokens, block)
         result = run.result()
         result.stats["constraint"] = self.stats(result)
+        result.constraint = search_summary(result, "regex", "method.regex", len(result.steps))
         return result
 
     def positions_to_unmask(self, canvas: Canvas, logits: torch.Tensor) -> list[int]:

@@ -33,6 +33,7 @@ temperature > 0 is refused.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -44,8 +45,10 @@ from decbench.decoders.beam import Hypotheses
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
+from decbench.metrics.constraint import search_summary
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
+from decbench.settings import ConstraintSettings
 
 
 @dataclass
@@ -298,6 +301,7 @@ def decode_grid_beam(
                 break
     result = state.result()
     result.stats["constraint"] = constraint_stats(search, state, steps)
+    result.constraint = search_summary(result, "include", "method.include", steps)
     return result
 
 
@@ -317,6 +321,13 @@ class GridBeamDecoder(Decoder):
         samples=False,
     )
     Options = GridBeamOptions
+
+    @classmethod
+    def takes_constraint(cls, options: GridBeamOptions, settings: ConstraintSettings):
+        """[constraint] kind = "include" (or --include): its phrases become method.include."""
+        if settings.kind != "include":
+            return None
+        return dataclasses.replace(options, include=list(settings.include))
 
     def generate(self, request: Request) -> GenerationResult:
         if not request.sampling.greedy:

@@ -49,3 +49,19 @@ def summarize(
         pruned_share=stats.pruned / stats.drafted if stats.drafted else None,
     )
     return data
+
+
+def search_summary(result: Any, kind: str, source: str, steps: int) -> dict:
+    """result.constraint for a method whose own search honours the constraint: the fields
+    compare's constraint table pools (metrics/constraint.py), with the search's bookkeeping
+    seconds as its mask time and no drafts."""
+    stats = result.stats["constraint"]
+    return summarize(
+        ConstraintStats(),
+        kind,
+        source,
+        bool(stats["satisfied"]),
+        stats["bookkeeping_s"],
+        result.timings.total_s,
+        steps,
+    )

@@ -154,6 +154,7 @@ class RecursiveSpeculativeBeam(Decoder):
         emits_draft_probs=True,
         supports_tree=True,
         drafts=True,
+        constraints=True,
     )
     Options = RSDSOptions
 
