@@ -29,6 +29,7 @@ temperature > 0 is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -176,17 +177,27 @@ class BeamSearch:
 def decode_beam(
     method: str, options: BeamOptions, target: ModelRunner, request: Request
 ) -> GenerationResult:
-    """prefill → (expand → stop? → reorder + decode_step)* → commit the best hypothesis."""
     state = GenerationState(method, options, target, request)
-    timer = target.timer
     if state.max_new == 0:
         return state.result()
-    search = BeamSearch(target, options, state)
+    run_search(BeamSearch(target, options, state), state, target.timer)
+    return state.result()
+
+
+def run_search(search: Any, state: GenerationState, timer: Any) -> int:
+    """prefill → (expand → stop? → reorder + decode_step)* → commit the best hypothesis, for any
+    search with prefill, expand, finished, decode_step and best (beam, grid-beam). Returns the
+    number of expansions."""
+    if state.max_new == 0:
+        return 0
     with timer.phase("prefill"):
         logits = search.prefill()
+    live: list = []
+    steps = 0
     for step in range(state.max_new):
         with timer.phase("select"):
             live = search.expand(logits)
+        steps += 1
         if search.finished(live):
             live = []
             break
@@ -200,7 +211,7 @@ def decode_beam(
         state.record([], None, 0, token, False, state.commit([token]))
         if state.done:
             break
-    return state.result()
+    return steps
 
 
 @register_decoder

@@ -41,7 +41,7 @@ import torch
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.beam import Hypotheses
+from decbench.decoders.beam import Hypotheses, run_search
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
@@ -266,7 +266,7 @@ def constraint_stats(search: GridSearch, state: GenerationState, steps: int) -> 
 def decode_grid_beam(
     method: str, options: GridBeamOptions, target: ModelRunner, request: Request
 ) -> GenerationResult:
-    """prefill → (expand → stop? → reorder + decode_step)* → commit the best hypothesis."""
+    """beam's search loop (beam.run_search) over the grid's cells."""
     state = GenerationState(method, options, target, request)
     phrases = tokenize_phrases(target, options)
     needed = sum(len(p) for p in phrases)
@@ -276,29 +276,7 @@ def decode_grid_beam(
             "be generated; raise generation.max_new_tokens or drop a phrase"
         )
     search = GridSearch(target, options, state, phrases)
-    steps = 0
-    timer = target.timer
-    if state.max_new > 0:
-        with timer.phase("prefill"):
-            logits = search.prefill()
-        live: list[GridHyp] = []
-        for step in range(state.max_new):
-            with timer.phase("select"):
-                live = search.expand(logits)
-            steps += 1
-            if search.finished(live):
-                live = []
-                break
-            if step == state.max_new - 1:
-                break
-            with timer.phase("decode"):
-                logits = search.decode_step(live, first=step == 0)
-        with timer.phase("select"):
-            output = search.best(live)
-        for token in output:
-            state.record([], None, 0, token, False, state.commit([token]))
-            if state.done:
-                break
+    steps = run_search(search, state, target.timer)
     result = state.result()
     result.stats["constraint"] = constraint_stats(search, state, steps)
     result.constraint = search_summary(result, "include", "method.include", steps)
