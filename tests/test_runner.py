@@ -75,3 +75,19 @@ def test_timer_phases_do_not_double_count():
     totals = timer.snapshot()
     assert set(totals) == {"outer", "inner"}
     assert totals["outer"] < totals["inner"] + 1e-3
+
+
+def test_host_phases_do_not_synchronise_the_device(monkeypatch):
+    """The constraint phase is host work: it reads the clock without a device sync, while the
+    other phases still synchronise on entry and exit."""
+    from decbench.backends import timing
+
+    calls = []
+    monkeypatch.setattr(timing, "synchronize", lambda device: calls.append(device))
+    timer = timing.PhaseTimer()
+    with timer.phase("constraint"):
+        pass
+    assert calls == [] and "constraint" in timer.snapshot()
+    with timer.phase("verify"):
+        pass
+    assert len(calls) == 2
