@@ -33,32 +33,23 @@ def tree_masks(draft: Draft, state: GenerationState) -> torch.Tensor | None:
     because their parent's row masks them out."""
     if state.constraint is None:
         return None
-    parents = tree.tree_parents(draft)
-    children: dict[int, list[int]] = {}
-    for node, parent in enumerate(parents):
-        children.setdefault(parent, []).append(node)
+    kids = tree.children(tree.tree_parents(draft))  # [1+n]: the root's at 0, node i's at 1+i
     constraint, timer = state.constraint, state.timer
-    reached = 0
+    reached = 0  # rows given a real mask, the root's included
 
     def visit(node: int) -> None:  # depth first: advance into each allowed child, then back
         nonlocal reached
         masks[1 + node] = constraint.mask()
         reached += 1
-        for child in children.get(node, []):
+        for child in kids[1 + node]:
             if masks[1 + node, draft.tokens[child]]:
                 constraint.advance(draft.tokens[child])
                 visit(child)
                 constraint.rollback(1)
 
     with timer.phase("constraint"):
-        root = constraint.mask()
-        masks = torch.ones(1 + len(draft.tokens), root.shape[0], dtype=torch.bool)
-        masks[0] = root
-        for child in children.get(tree.ROOT, []):
-            if masks[0, draft.tokens[child]]:
-                constraint.advance(draft.tokens[child])
-                visit(child)
-                constraint.rollback(1)
-    state.constraint_stats.observe_draft(len(draft.tokens), reached)
-    state.check_masks(masks[:1], rows=1 + reached)
+        masks = torch.ones(1 + len(draft.tokens), state.target.vocab_size, dtype=torch.bool)
+        visit(tree.ROOT)  # ROOT = -1: row 0
+    state.constraint_stats.observe_draft(len(draft.tokens), reached - 1)
+    state.check_masks(masks[:1], rows=reached)
     return masks

@@ -204,6 +204,8 @@ def accept_tree(
     masks: torch.Tensor | None = None,  # [1+n, vocab] bool: a constraint's masks per row
 ) -> tree.TreeVerdict:
     rows = logits[: 1 + len(draft.tokens)]
+    if masks is not None:
+        masks = masks.to(rows.device)  # once, not once per row the walk visits
     penalized = sampling.repetition_penalty != 1.0
     contexts = tree.path_contexts(tokens, draft) if penalized else []
     if sampling.greedy:
