@@ -155,7 +155,7 @@ def open_session(
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
     constraint = None
-    if options is profile.options:  # not taken into the method's own search: masked
+    if masks_constraint(profile, decoder_cls):
         constraint = build_constraint(
             profile.constraint,
             target.tokenizer,
@@ -172,6 +172,13 @@ def open_session(
     return Session(profile, target, decoder, constraint)
 
 
+def masks_constraint(profile: Profile, decoder_cls: type[Decoder]) -> bool:
+    """The [constraint] table goes to build_constraint (token masks; kind "" only has its keys
+    checked) rather than into the method's own search."""
+    kind = profile.constraint.kind
+    return kind not in SEARCH_KINDS and (not kind or decoder_cls.spec.constraints)
+
+
 def constrained_options(profile: Profile, decoder_cls: type[Decoder]) -> Any:
     """The method's options, with a [constraint] that the method's own search honours folded in
     (grid-beam's include phrases, dllm-dingo's regex). A constraint the method can neither mask
@@ -180,7 +187,7 @@ def constrained_options(profile: Profile, decoder_cls: type[Decoder]) -> Any:
     kind = settings.kind
     if not kind:
         return profile.options
-    if kind not in SEARCH_KINDS and decoder_cls.spec.constraints:
+    if masks_constraint(profile, decoder_cls):
         return profile.options  # masked where logits become tokens (sampler.py)
     if kind == "include" and not [p for p in settings.include if p.strip()]:
         raise ConfigError("constraint.include: an include constraint needs at least one phrase")
