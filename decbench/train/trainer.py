@@ -151,11 +151,13 @@ def run_distill(
         )
     split = len(sequences) - config.heldout
     train, heldout = sequences[:split], sequences[split:]
+    device = target.model.device
     subset = None
-    if config.vocab_subset:
+    if config.vocab_subset and not config.init:  # --init keeps the stored draft's subset
         subset = frequent_tokens(train, config.vocab_subset, list(target.eos_token_ids))
+        subset = subset.to(device)  # indexes the target's LM head rows and the draft's logits
     distiller = kind(config, target, train, states and states[:split], subset)
-    distiller.trained.train()
+    distiller.trained.to(device).train()  # Medusa heads are built on the host
     optimizer = torch.optim.AdamW(
         [p for p in distiller.trained.parameters() if p.requires_grad], lr=config.lr
     )
