@@ -28,13 +28,14 @@ NEAR_TIE = 1e-3
 DEVICE = os.environ.get("DECBENCH_TEST_DEVICE", "cuda")  # "cpu" checks this test itself
 
 
-def profile_for(method: str, dtype: str, temperature: float | None = None):
+def profile_for(method: str, dtype: str, temperature: float | None = None, extra: tuple = ()):
     """The method's built-in profile (or its defaults) on the device, at the profile's own
-    temperature unless one is given."""
+    temperature unless one is given, with `extra` overrides."""
     overrides = [
         ("backend", "device", DEVICE),
         ("backend", "dtype", dtype),
         ("generation", "max_new_tokens", 24),
+        *extra,
     ]
     if temperature is not None:
         overrides.append(("sampling", "temperature", temperature))
@@ -88,6 +89,39 @@ def test_decoder_runs_on_cuda(method, dtype):
             profile = profile_for(method, dtype, temperature=0.8)
             runs.append(open_session(profile, target=session.target).generate(PROMPTS[0]))
         assert runs[0].token_ids == runs[1].token_ids  # seeded: reproducible on the device
+
+
+CONSTRAINED = [cls.spec.name for cls in all_decoders() if cls.spec.constraints]
+REGEX = (  # short enough to finish within max_new_tokens even when sampled
+    ("constraint", "kind", "grammar"),
+    ("constraint", "regex", r"(Red|Green|Blue)(, (Red|Green|Blue)){0,2}\."),
+)
+
+
+@pytest.mark.parametrize("method", CONSTRAINED)
+def test_constrained_decoder_runs_on_cuda(method, tmp_path):
+    """Constraint masks are host tensors (llguidance's bitmask, the CSR trie) and meet the
+    device's logits in sampler.constrain: every method that masks runs under a regex and an
+    allow-list on the device, satisfies them, and (lossless, greedy) gives constrained greedy's
+    tokens."""
+    allow = tmp_path / "allow.txt"
+    allow.write_text("Red, green and blue.\nCyan.\n")
+    cases = {
+        "regex": REGEX,
+        "allow": (("constraint", "kind", "allow"), ("constraint", "file", str(allow))),
+    }
+    for name, extra in cases.items():
+        base = open_session(profile_for("greedy", "float32", 0.0, extra))
+        try:
+            session = open_session(profile_for(method, "float32", None, extra), target=base.target)
+        except ModelError as e:
+            pytest.skip(f"{method}: {e}")
+        want = base.generate(PROMPTS[0])
+        result = session.generate(PROMPTS[0])
+        assert result.constraint["satisfied"], (method, name, result.text)
+        lossless = session.decoder.is_lossless(session.profile.options)
+        if lossless and session.profile.sampling.greedy:
+            check_exact(base, PROMPTS[0], result.token_ids, want.token_ids, f"{method} {name}")
 
 
 def check_exact(session, prompt: str, got: list[int], want: list[int], method: str) -> None:
