@@ -178,9 +178,8 @@ def decode_beam(
     method: str, options: BeamOptions, target: ModelRunner, request: Request
 ) -> GenerationResult:
     state = GenerationState(method, options, target, request)
-    if state.max_new == 0:
-        return state.result()
-    run_search(BeamSearch(target, options, state), state, target.timer)
+    if state.max_new > 0:  # run_search also returns at once, but the search is not built
+        run_search(BeamSearch(target, options, state), state, target.timer)
     return state.result()
 
 

@@ -133,7 +133,7 @@ class DllmDingo(Decoder):
         placed = {i: t for i, t in enumerate(current) if t != canvas.mask_id}
         unmask = {p - start for p in positions}
         masked = [i for i in range(end - start) if i not in placed and i not in unmask]
-        scores = block_scores(self.dfa, logits[start:end].cpu(), placed, masked)  # DFA on CPU
+        scores = block_scores(self.dfa, logits[start:end], placed, masked)  # copies free rows only
         state = self.dfa.walk(canvas.generated[:start].tolist())
         end_ok = self.dfa.distance <= canvas.gen_len - end
         found = block_argmax(self.dfa, scores, state, end_ok)

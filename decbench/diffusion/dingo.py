@@ -56,7 +56,7 @@ def class_maxima(dfa: TokenDFA, logprobs: torch.Tensor) -> tuple[torch.Tensor, t
 
 def block_scores(
     dfa: TokenDFA,
-    logits: torch.Tensor,  # [d, vocab] the denoiser's logits for the block
+    logits: torch.Tensor,  # [d, vocab] the denoiser's logits for the block (any device)
     placed: dict[int, int],  # position -> token placed earlier
     masked: list[int],  # positions that stay masked after this step (⊥)
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +74,8 @@ def block_scores(
         token[i, dfa.token_class[t]] = t
     free = [i for i in range(d) if i not in placed and i not in masked]
     if free:
-        logprobs = torch.log_softmax(logits[free].double(), dim=-1)
+        # only these rows leave the device; the programme runs on host tensors
+        logprobs = torch.log_softmax(logits[free].cpu().double(), dim=-1)
         best[free], token[free] = class_maxima(dfa, logprobs)
     return best, token
 
