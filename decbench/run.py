@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from decbench.decoders.base import Decoder, DecoderContext, Request
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
 from decbench.errors import ConfigError
+from decbench.measure import measure, timed_ids
 from decbench.metrics.quality import agreement, coherence, text_metrics
 from decbench.models import fingerprint
 from decbench.profiles import Profile
@@ -40,6 +40,29 @@ class Session:
     def encode(self, prompt: str, raw: bool = False) -> list[int]:
         return encode_prompt(self.target, prompt, self.profile, raw)
 
+    def request(
+        self,
+        prompt: str,
+        prompt_ids: list[int],
+        tokenize_s: float = 0.0,
+        on_tokens: Callable[[list[int]], None] | None = None,
+        max_new_tokens: int | None = None,
+        constraint: Constraint | None = None,
+    ) -> Request:
+        """A request under this session's settings; `constraint` defaults to the session's."""
+        generation = self.profile.generation
+        if max_new_tokens is not None:
+            generation = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
+        return Request(
+            prompt=prompt,
+            prompt_ids=prompt_ids,
+            generation=generation,
+            sampling=self.profile.sampling,
+            on_tokens=on_tokens,
+            tokenize_s=tokenize_s,
+            constraint=constraint or self.constraint,
+        )
+
     def generate(
         self,
         prompt: str,
@@ -49,20 +72,12 @@ class Session:
         quality: bool = False,
         scorer: ModelRunner | None = None,
     ) -> GenerationResult:
-        start = time.perf_counter()
-        ids = prompt_ids if prompt_ids is not None else self.encode(prompt, raw)
-        tokenize_s = time.perf_counter() - start
-        request = Request(
-            prompt=prompt,
-            prompt_ids=ids,
-            generation=self.profile.generation,
-            sampling=self.profile.sampling,
-            on_tokens=on_tokens,
-            tokenize_s=tokenize_s,
-            constraint=self.constraint,
-        )
-        result = self.decoder.generate(request)
-        result.timings.phases["tokenize"] = tokenize_s
+        """One prompt, measured (decbench/measure.py), with its environment and text metrics."""
+        if prompt_ids is None:
+            ids, tokenize_s = timed_ids(lambda: self.encode(prompt, raw))
+        else:
+            ids, tokenize_s = prompt_ids, 0.0
+        result = measure(self, self.request(prompt, ids, tokenize_s, on_tokens)).result
         result.environment = self.environment()
         result.quality = text_metrics(result.token_ids)  # cheap: counts over token ids
         if quality:

@@ -267,7 +267,7 @@ def test_forward_calls_count_target_forwards_with_prefill():
 
 @pytest.mark.parametrize("method", ["dllm-confidence", "dllm-freedave"])
 def test_forward_count_equals_the_denoisers_own(method):
-    from decbench.compare.forwards import counting_forwards
+    from decbench.measure import counting_forwards
     from tests.dllm_fixtures import calls, decode, dllm_runner
 
     runner = dllm_runner(sharp=4.0)

@@ -19,12 +19,12 @@ from decbench.compare.profiling import (
     interpolate,
     leviathan_speedup,
     phase_breakdown,
-    position_acceptance,
     predict,
     report,
     traced_phases,
     verify_cost_curve,
 )
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.profiles import method_profile
 from tests.tiny_sessions import contender, tiny_suite, tiny_target
 
@@ -61,7 +61,11 @@ def test_predict_from_trace_totals():
         "drafted_steps": 8,
         "verified_tokens": 8 * 5 + 2,
     }
-    p = predict(totals, draft_s=0.032, curve=curve([10.0, 11.0, 12.0, 13.0, 14.0]))
+    p = predict(
+        AcceptanceStats.from_totals(totals),
+        draft_s=0.032,
+        curve=curve([10.0, 11.0, 12.0, 13.0, 14.0]),
+    )
     alpha = 16 / 22
     e = 0.8 * expected_tokens_per_step(alpha, 4) + 0.2
     assert p["alpha"] == pytest.approx(alpha)
@@ -83,7 +87,7 @@ def test_predict_without_drafts():
         "drafted_steps": 0,
         "verified_tokens": 5,
     }
-    p = predict(totals, 0.0, curve([10.0]))
+    p = predict(AcceptanceStats.from_totals(totals), 0.0, curve([10.0]))
     assert p == {"drafts": False, "expected_tokens_per_step": 1.0, "leviathan_speedup": 1.0}
 
 
@@ -101,7 +105,8 @@ def test_phase_breakdown_and_positions():
     assert phases["other"]["seconds"] == pytest.approx(0.2)  # 1.0 - (0.2 + 0.5 + 0.1)
     assert phases["verify"]["ms_per_token"] == pytest.approx(50.0)
     assert sum(p["share"] for p in phases.values()) == pytest.approx(1.0)
-    rows = position_acceptance({"position_offered": [4, 2, 0], "position_accepted": [3, 1, 0]})
+    counts = {"position_offered": [4, 2, 0], "position_accepted": [3, 1, 0]}
+    rows = AcceptanceStats.from_totals(counts).position_table()
     assert [r["rate"] for r in rows] == [0.75, 0.5, None]
 
 

@@ -157,7 +157,7 @@ def load_llamacpp_runner(
 class LlamaCppForward(nn.Module):
     """Stands for the model in torch's hook machinery: every llama.cpp decode of this runner (and
     of llama.cpp's own generate on the same GGUF) runs through `forward`, so the forward hooks that
-    count a method's forwards (compare/forwards.py) count them as they count a torch forward."""
+    count a method's forwards (decbench/measure.py) count them as they count a torch forward."""
 
     def forward(self, run: Callable[[], T]) -> T:
         return run()

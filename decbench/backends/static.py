@@ -323,7 +323,7 @@ class StaticRunner(ModelRunner):
 
     def _count(self) -> None:
         """Fire the model's forward pre-hooks: the forward count of `compare`
-        (compare/forwards.py) hooks the model object, which this runner does not call."""
+        (decbench/measure.py) hooks the model object, which this runner does not call."""
         for hook in list(self.model._forward_pre_hooks.values()):
             hook(self.model, ())
 

@@ -2,15 +2,13 @@
 up, then run the samples with the profiles interleaved prompt by prompt (A B A B ...), one
 self-contained record per (profile, sample, repeat).
 
-Timing: the wall clock around the decoder's `generate` only, with the device synchronised on
-both sides; prompts are tokenised before the clock starts (and that time is reported as the
-`tokenize` phase). Every method sees the same prompt ids and the same stop rules.
+Timing, warm-up and forward counts come from decbench/measure.py, the one measurement that
+`generate` and `profile` use too. Every method sees the same prompt ids and the same stop rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,13 +18,14 @@ from decbench.backends.capabilities import check_supported
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import diagnose
-from decbench.compare.forwards import counting_forwards
 from decbench.compare.memory import MemoryProbe
 from decbench.constraints.base import Constraint
 from decbench.constraints.build import SAMPLE, sample_schema
-from decbench.decoders.base import Request
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
+from decbench.measure import Measurement, measure, timed_ids
+from decbench.measure import warm_up as measure_warm_up
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
@@ -34,7 +33,6 @@ from decbench.run import Session, constrained_options, open_session
 from decbench.suites import Sample
 
 SCHEMA_SAMPLE = "decbench/sample/v1"
-WARMUP_TOKENS = 16  # a warm-up run decodes at most this many tokens
 
 
 @dataclass
@@ -141,38 +139,20 @@ def generate_turn(
     answers: list[str],
     max_new_tokens: int | None = None,
     constraint: Constraint | None = None,
-) -> tuple[GenerationResult, float, int]:
-    """Encode (untimed) and decode one turn; returns the result, its wall time and the forwards
-    of the target model during `generate` (decbench/compare/forwards.py). `constraint` defaults
-    to the session's."""
+) -> Measurement:
+    """Encode and decode one turn through decbench/measure.py. `constraint` defaults to the
+    session's."""
     session = contender.session
-    profile = contender.profile
-    start = time.perf_counter()
-    ids = encode_turn(session.target, profile, turns, answers)
-    generation = profile.generation
-    if max_new_tokens is not None:
-        generation = dataclasses.replace(generation, max_new_tokens=max_new_tokens)
-    request = Request(
-        prompt=turns[-1],
-        prompt_ids=ids,
-        generation=generation,
-        sampling=profile.sampling,
-        tokenize_s=time.perf_counter() - start,
-        constraint=constraint or session.constraint,
+    ids, tokenize_s = timed_ids(
+        lambda: encode_turn(session.target, contender.profile, turns, answers)
     )
-    if request.constraint is None and profile.constraint.schema == SAMPLE:  # no sample here
-        raise ConfigError(
+    request = session.request(turns[-1], ids, tokenize_s, None, max_new_tokens, constraint)
+    if request.constraint is None and contender.profile.constraint.schema == SAMPLE:
+        raise ConfigError(  # a bare prompt has no sample to take the schema from
             f"profile '{contender.label}': constraint.schema = \"sample\" needs a suite sample "
             "with a schema, and this run has a bare prompt; give a schema file"
         )
-    with counting_forwards(session.target.model) as forwards:
-        session.target.synchronize()
-        t0 = time.perf_counter()
-        result = session.decoder.generate(request)
-        session.target.synchronize()
-        wall = time.perf_counter() - t0
-    result.timings.phases["tokenize"] = request.tokenize_s
-    return result, wall, forwards.calls
+    return measure(session, request)
 
 
 def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, Any]:
@@ -185,11 +165,11 @@ def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, A
     with MemoryProbe(contender.session.target.device) as memory:
         for i in range(len(sample.turns)):
             turns = list(sample.turns[: i + 1])
-            result, wall, calls = generate_turn(contender, turns, answers, None, constraint)
-            results.append(result)
-            walls.append(wall)
-            forwards.append(calls)
-            answers.append(result.text)
+            turn = generate_turn(contender, turns, answers, None, constraint)
+            results.append(turn.result)
+            walls.append(turn.wall_s)
+            forwards.append(turn.forward_calls)
+            answers.append(turn.result.text)
     record = build_record(contender, sample, repeat, results, walls, memory.result(), forwards)
     record["quality"] = score_turns(contender, sample, results)
     return record
@@ -211,44 +191,11 @@ def score_turns(
 
 
 def warm_up(contender: Contender, sample: Sample) -> None:
-    """One short untimed run of the first turn, so that lazy initialisation is not timed."""
-    limit = min(WARMUP_TOKENS, _max_new(contender))
-    generate_turn(contender, [sample.turns[0]], [], limit, sample_constraint(contender, sample))
-
-
-def _max_new(contender: Contender) -> int:
-    return contender.profile.generation.max_new_tokens
-
-
-def trace_totals(results: list[GenerationResult]) -> dict[str, Any]:
-    """Summable step statistics over all turns (mergeable across records)."""
-    steps = [step for r in results for step in r.steps]
-    offered: list[int] = []
-    accepted: list[int] = []
-    for r in results:
-        for i, (o, a) in enumerate(
-            zip(r.stats["position_offered"], r.stats["position_accepted"], strict=True)
-        ):
-            if i >= len(offered):
-                offered.append(0)
-                accepted.append(0)
-            offered[i] += o
-            accepted[i] += a
-    return {
-        "steps": len(steps),
-        "emitted": sum(s.emitted for s in steps),
-        "drafted": sum(len(s.drafted) for s in steps),
-        "accepted": sum(s.accepted for s in steps),
-        "drafted_steps": sum(bool(s.drafted) for s in steps),
-        # steps where a draft token was rejected: the failed trials of Leviathan's geometric model
-        "rejected_steps": sum(bool(s.drafted) and s.accepted < len(s.drafted) for s in steps),
-        # tokens the target verified per step, summed: pending token + draft (or tree nodes)
-        "verified_tokens": sum(
-            1 + (len(s.tree.tokens) if s.tree else len(s.drafted)) for s in steps
-        ),
-        "position_offered": offered,
-        "position_accepted": accepted,
-    }
+    """One short untimed run of the first turn (decbench/measure.py)."""
+    session = contender.session
+    ids = encode_turn(session.target, contender.profile, [sample.turns[0]], [])
+    constraint = sample_constraint(contender, sample)
+    measure_warm_up(session, session.request(sample.turns[0], ids, constraint=constraint))
 
 
 def build_record(
@@ -292,7 +239,7 @@ def build_record(
         "finish_reasons": [r.finish_reason for r in results],
         "ttft_s": [r.timings.ttft_s for r in results],
         "tokens_per_s": sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
-        "stats": trace_totals(results),
+        "stats": AcceptanceStats.from_steps(s for r in results for s in r.steps).totals(),
         "proposer": results[-1].stats.get("proposer") if results else None,  # its own report
         "constraint": [r.constraint for r in results],  # per turn; {} when unconstrained
         "phases": phases,

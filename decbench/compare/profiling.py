@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,10 @@ import torch
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import PhaseTimer
 from decbench.compare.harness import Contender, generate_turn
-from decbench.compare.stats import OVERALL
+from decbench.compare.stats import OVERALL, merged_stats
 from decbench.errors import ConfigError, RunError
+from decbench.measure import forward_seconds
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.profiles import TABLES, Profile, build
 
 SCHEMA_PROFILE = "decbench/profile/v1"
@@ -74,21 +75,20 @@ def interpolate(curve: list[dict[str, float]], tokens: float) -> float:
 
 
 def predict(
-    totals: dict[str, Any], draft_s: float, curve: list[dict[str, float]]
+    stats: AcceptanceStats, draft_s: float, curve: list[dict[str, float]]
 ) -> dict[str, Any]:
     """The analytic speedups from summed trace statistics (see the module docstring)."""
-    steps = totals["steps"]
-    drafted, accepted = totals["drafted"], totals["accepted"]
-    trials = accepted + totals["rejected_steps"]
+    steps, drafted, accepted = stats.steps, stats.drafted, stats.accepted
+    trials = accepted + stats.rejected_steps
     t1 = interpolate(curve, 1)
     if not steps or not drafted or not trials or t1 <= 0:
         return {"drafts": False, "expected_tokens_per_step": 1.0, "leviathan_speedup": 1.0}
     alpha = accepted / trials
-    k = drafted / totals["drafted_steps"]
-    share = totals["drafted_steps"] / steps
+    k = drafted / stats.drafted_steps
+    share = stats.drafted_steps / steps
     c = (draft_s / drafted) / t1
     e_mix = share * expected_tokens_per_step(alpha, k) + (1.0 - share)
-    verified = totals["verified_tokens"] / steps
+    verified = stats.verified_tokens / steps
     return {
         "drafts": True,
         "alpha": alpha,
@@ -112,19 +112,7 @@ def verify_cost_curve(
     prompt, as the verify step runs it (all logits). Median of `repeats`, n interleaved."""
     if max_tokens < 1 or repeats < 1:
         raise ConfigError("--verify-max and --verify-repeats must be >= 1")
-    target.prefill(torch.tensor([prompt_ids]))
-    base = target.cache_len
-    pool = (prompt_ids * (max_tokens // max(len(prompt_ids), 1) + 1))[:max_tokens]
-    seconds: dict[int, list[float]] = {n: [] for n in range(1, max_tokens + 1)}
-    for _ in range(repeats):
-        for n in seconds:
-            ids = torch.tensor([pool[:n]])
-            target.synchronize()
-            t0 = time.perf_counter()
-            target.forward(ids)
-            target.synchronize()
-            seconds[n].append(time.perf_counter() - t0)
-            target.crop(base)
+    seconds = forward_seconds(target, prompt_ids, list(range(1, max_tokens + 1)), repeats)
     one = float(np.median(seconds[1]))
     return [
         {
@@ -138,29 +126,19 @@ def verify_cost_curve(
     ]
 
 
-def sum_totals(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summed trace statistics and phases of a profile's records."""
-    totals: dict[str, Any] = {"position_offered": [], "position_accepted": []}
+def summed_phases(records: list[dict[str, Any]]) -> dict[str, float]:
     phases: dict[str, float] = {}
     for record in records:
-        for name, value in record["stats"].items():
-            if isinstance(value, list):
-                own = totals[name]
-                own.extend([0] * (len(value) - len(own)))
-                for i, v in enumerate(value):
-                    own[i] += v
-            else:
-                totals[name] = totals.get(name, 0) + value
         for name, seconds in record["phases"].items():
             phases[name] = phases.get(name, 0.0) + seconds
-    return {"stats": totals, "phases": phases}
+    return phases
 
 
 def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Seconds per phase over the records, plus `other` = wall time not inside any phase (the
     decoder's own Python, cache bookkeeping, stop checks). Tokenisation happens before the clock
     starts; it is listed but is not part of the wall time."""
-    phases = sum_totals(records)["phases"]
+    phases = summed_phases(records)
     wall = sum(sum(r["wall_time"]) for r in records)
     tokens = sum(sum(r["new_tokens"]) for r in records)
     inside = sum(s for name, s in phases.items() if name != "tokenize")
@@ -177,15 +155,6 @@ def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]
     }
 
 
-def position_acceptance(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"position": i + 1, "offered": o, "accepted": a, "rate": a / o if o else None}
-        for i, (o, a) in enumerate(
-            zip(stats["position_offered"], stats["position_accepted"], strict=True)
-        )
-    ]
-
-
 def report(
     label: str,
     summary: dict[str, Any],
@@ -197,10 +166,10 @@ def report(
     own = [r for r in records if r["profile"] == label]
     if not own:
         raise RunError(f"profile '{label}' recorded no runs")
-    totals = sum_totals(own)
+    stats = merged_stats(own)
     metrics = summary["results"][label][OVERALL]
     base = summary["results"][summary["baseline"]][OVERALL]
-    prediction = predict(totals["stats"], totals["phases"].get("draft", 0.0), curve)
+    prediction = predict(stats, summed_phases(own).get("draft", 0.0), curve)
     prediction["measured_tokens_per_step"] = metrics["mat"]
     prediction["measured_speedup"] = metrics["speedup"]
     prediction["measured_speedup_total"] = metrics["speedup_total"]
@@ -219,7 +188,7 @@ def report(
         "phases": phase_breakdown(own),
         "verify_cost": curve,
         "proposer": own[-1].get("proposer"),  # e.g. eagle2's tree-size choice and its inputs
-        "position_acceptance": position_acceptance(totals["stats"]),
+        "position_acceptance": stats.position_table(),
         "prediction": prediction,
         "trace": str(trace) if trace else None,
         "environment": summary["environment"],

@@ -19,6 +19,7 @@ import numpy as np
 
 from decbench.compare.divergence import NEAR_TIE
 from decbench.metrics import quality
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.metrics.quality import first_divergence
 
 OVERALL = "overall"
@@ -142,24 +143,29 @@ def near_ties(diverged: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def merged_stats(records: Iterable[dict[str, Any]]) -> AcceptanceStats:
+    """The acceptance statistics of records (their summed `stats`), merged."""
+    stats = AcceptanceStats()
+    for record in records:
+        stats.merge(AcceptanceStats.from_totals(record["stats"]))
+    return stats
+
+
 def acceptance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """MAT (committed tokens per target step, including the bonus token) and acceptance rate,
-    from the summed step statistics of the records."""
-    steps = sum(r["stats"]["steps"] for r in records)
-    emitted = sum(r["stats"]["emitted"] for r in records)
-    drafted = sum(r["stats"]["drafted"] for r in records)
-    accepted = sum(r["stats"]["accepted"] for r in records)
+    from the records' merged step statistics (decbench/metrics/acceptance.py)."""
+    stats = merged_stats(records)
     return {
-        "mat": emitted / steps if steps else None,
-        "acceptance_rate": accepted / drafted if drafted else None,
-        "steps": steps,
-        "drafted": drafted,
-        "accepted": accepted,
+        "mat": stats.mat,
+        "acceptance_rate": stats.acceptance_rate,
+        "steps": stats.steps,
+        "drafted": stats.drafted,
+        "accepted": stats.accepted,
     }
 
 
 def forwards_per_token(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Target-model forwards (prefill included; decbench/compare/forwards.py) and their ratio to
+    """Target-model forwards (prefill included; decbench/measure.py) and their ratio to
     generated tokens, both pooled over the records: sum of forwards / sum of new tokens. None
     when a record does not carry `forward_calls` (written before decbench counted them)."""
     if any("forward_calls" not in r for r in records):

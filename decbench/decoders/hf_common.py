@@ -31,7 +31,7 @@ from decbench.backends.timing import synchronize
 from decbench.decoders.base import Request
 from decbench.decoders.state import STOP_WINDOW
 from decbench.errors import RunError
-from decbench.metrics.acceptance import from_steps
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.results import GenerationResult, StepTrace, Timings
 
 TARGET = "target"
@@ -258,7 +258,7 @@ def _result(
         text=text,
         finish_reason=_finish_reason(target, request, generated, max_new),
         timings=timings,
-        stats=from_steps(steps),
+        stats=AcceptanceStats.from_steps(steps).summary(),
         steps=steps,
         sampling=asdict(request.sampling),
         generation=asdict(request.generation),

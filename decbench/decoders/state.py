@@ -22,7 +22,7 @@ from decbench.constraints.base import ConstraintState
 from decbench.decoders.base import Request
 from decbench.errors import RunError
 from decbench.metrics import constraint as constraint_metrics
-from decbench.metrics.acceptance import AcceptanceStats, summarize
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.results import GenerationResult, StepTrace, Timings, TreeTrace
 
 STOP_WINDOW = 32  # tokens of tail decoded to look for stop strings
@@ -180,7 +180,7 @@ class GenerationState:
             text=text,
             finish_reason=self.finish_reason,
             timings=timings,
-            stats=summarize(self.stats),
+            stats=self.stats.summary(),
             steps=self.steps,
             sampling=asdict(self.request.sampling),
             generation=asdict(self.request.generation),

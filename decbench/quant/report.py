@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from decbench.backends.loader import load_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import NoOptions, Request
+from decbench.measure import measure_call
 from decbench.quant.load import save_quantized
 from decbench.quant.schemes import get_scheme, quantize_in_memory
 from decbench.settings import BackendSettings, GenerationSettings, ModelSettings, SamplingSettings
@@ -73,9 +73,10 @@ def perplexity(runner: ModelRunner, ids: list[int], window: int = 256) -> float:
 
 def greedy_run(runner: ModelRunner, prompt_ids: list[int], n: int) -> tuple[list[int], float]:
     request = Request(PROMPT, prompt_ids, GenerationSettings(max_new_tokens=n), SamplingSettings())
-    start = time.perf_counter()
-    result = decode_autoregressive("greedy", NoOptions(), runner, request)
-    return result.token_ids, time.perf_counter() - start
+    measured = measure_call(
+        runner, lambda: decode_autoregressive("greedy", NoOptions(), runner, request)
+    )
+    return measured.result.token_ids, measured.wall_s
 
 
 def first_divergence(a: list[int], b: list[int]) -> int | None:

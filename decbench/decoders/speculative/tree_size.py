@@ -28,6 +28,7 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.speculative.proposer import Draft
+from decbench.measure import forward_seconds
 
 PRIOR = 2.0  # pseudo-count: r starts at 1 (trust the draft's confidence) and learns from there
 REPEATS = 3
@@ -48,20 +49,7 @@ class VerifyCosts:
         sizes = sorted({*(2**i for i in range(int(math.log2(max(largest, 1))) + 1)), largest})
         if self.curve and self.curve[-1]["tokens"] >= largest:
             return
-        target = self.target
-        target.prefill(torch.tensor([prompt_ids]))
-        base = target.cache_len
-        pool = (prompt_ids * (largest // max(len(prompt_ids), 1) + 1))[:largest]
-        seconds: dict[int, list[float]] = {n: [] for n in sizes}
-        for repeat in range(REPEATS + 1):  # the first round warms up
-            for n in sizes:
-                target.synchronize()
-                t0 = time.perf_counter()
-                target.forward(torch.tensor([pool[:n]]))
-                target.synchronize()
-                if repeat:
-                    seconds[n].append(time.perf_counter() - t0)
-                target.crop(base)
+        seconds = forward_seconds(self.target, prompt_ids, sizes, REPEATS, warm=1)
         self.curve = [
             {"tokens": n, "median_ms": float(np.median(s)) * 1000} for n, s in seconds.items()
         ]
