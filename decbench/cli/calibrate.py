@@ -6,25 +6,20 @@ from rich.table import Table
 
 from decbench.calibrate import calibrate_entropy
 from decbench.cli import options as o
-from decbench.cli.compare import CategoryOpt, FormatOpt, LimitOpt, SuiteOpt
 from decbench.cli.output import Mode, Output
 from decbench.run import open_session
 from decbench.suites import DEFAULT_SUITE, get_suite
 
 
+@o.profile_flags(sampling=False, constraints=False)
 def calibrate_entropy_cmd(
-    suite: SuiteOpt = None,
-    suite_format: FormatOpt = "auto",
-    category: CategoryOpt = None,
-    limit: LimitOpt = None,
+    suite: o.SuiteOpt = None,
+    suite_format: o.FormatOpt = "auto",
+    category: o.CategoryOpt = None,
+    limit: o.LimitOpt = None,
     profile: o.ProfileOpt = None,
-    model: o.ModelOpt = None,
-    device: o.DeviceOpt = None,
-    dtype: o.DtypeOpt = None,
-    threads: o.ThreadsOpt = None,
-    max_new_tokens: o.MaxNewOpt = None,
-    sets: o.SetOpt = None,
     json_out: o.JsonOpt = False,
+    flags: o.ProfileFlags | None = None,
 ) -> None:
     """Measure the next-token entropy (bits) of greedy runs on a suite and print its quantiles,
     to set the entropy threshold of `cntp` and `adadec` (the p90 fires on ~10% of steps).
@@ -40,16 +35,7 @@ def calibrate_entropy_cmd(
       decbench generate "Write a sort function" -m adadec --set method.threshold=3.1
     """
     out = Output(Mode.json if json_out else Mode.human)
-    prof = o.build_profile(
-        "greedy" if profile is None else None,
-        profile,
-        sets,
-        model=model,
-        device=device,
-        dtype=dtype,
-        threads=threads,
-        max_new_tokens=max_new_tokens,
-    )
+    prof = (flags or o.ProfileFlags()).build("greedy" if profile is None else None, profile)
     chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
     session = open_session(prof, progress=out.progress)
     result = calibrate_entropy(session, chosen, out.progress)

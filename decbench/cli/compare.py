@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from decbench.cli import options as o
 from decbench.cli.compare_render import (
@@ -20,12 +18,13 @@ from decbench.cli.compare_render import (
     side_by_side,
 )
 from decbench.cli.output import Mode, Output
-from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare, summarize
+from decbench.cli.progress import ProgressDisplay
+from decbench.compare import RunStore, check_same_plan, make_plan, run_compare, summarize
 from decbench.compare.plot import plot_speedups
 from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
 from decbench.compare.store import read_plan
 from decbench.errors import ConfigError
-from decbench.suites import DEFAULT_SUITE, FORMATS, get_suite
+from decbench.suites import DEFAULT_SUITE, get_suite
 
 EXAMPLES = """
 
@@ -60,23 +59,9 @@ MethodsOpt = Annotated[
     list[str] | None,
     typer.Option("--method", "-m", help="A method by name, as one more column (repeatable)."),
 ]
-SuiteOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--suite",
-        help=f"Built-in suite (`decbench suites list`) or a JSONL file [default: {DEFAULT_SUITE}].",
-    ),
-]
-FormatOpt = Annotated[
-    str, typer.Option("--format", help=f"Suite file format: {', '.join(FORMATS)}.")
-]
-CategoryOpt = Annotated[
-    list[str] | None,
-    typer.Option("--category", "-c", help="Only these categories (repeatable)."),
-]
-LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most N prompts per category.")]
 
 
+@o.profile_flags()
 def compare(
     profiles: Annotated[
         list[str] | None,
@@ -85,10 +70,10 @@ def compare(
         ),
     ] = None,
     methods: MethodsOpt = None,
-    suite: SuiteOpt = None,
-    suite_format: FormatOpt = "auto",
-    category: CategoryOpt = None,
-    limit: LimitOpt = None,
+    suite: o.SuiteOpt = None,
+    suite_format: o.FormatOpt = "auto",
+    category: o.CategoryOpt = None,
+    limit: o.LimitOpt = None,
     repeat: Annotated[int, typer.Option("--repeat", "-r", help="Runs of every prompt.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs per profile.")] = 1,
     baseline: Annotated[
@@ -124,37 +109,12 @@ def compare(
             help="Merge the run folders given as arguments (same plan) into --output DIR.",
         ),
     ] = False,
-    model: o.ModelOpt = None,
-    device: o.DeviceOpt = None,
-    dtype: o.DtypeOpt = None,
-    threads: o.ThreadsOpt = None,
-    max_new_tokens: o.MaxNewOpt = None,
-    temperature: o.TemperatureOpt = None,
-    seed: o.SeedOpt = None,
-    sets: o.SetOpt = None,
-    json_schema: o.JsonSchemaOpt = None,
-    regex: o.RegexOpt = None,
-    grammar: o.GrammarOpt = None,
-    allow: o.AllowOpt = None,
-    include: o.IncludeOpt = None,
     json_out: o.JsonOpt = False,
+    flags: o.ProfileFlags | None = None,
 ) -> None:
     """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
     out = Output(Mode.json if json_out else Mode.human)
-    flags = {
-        "model": model,
-        "device": device,
-        "dtype": dtype,
-        "threads": threads,
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "seed": seed,
-        "json_schema": json_schema,
-        "regex": regex,
-        "grammar": grammar,
-        "allow": allow,
-        "include": include,
-    }
+    flags = flags or o.ProfileFlags()
     wanted = {
         "profiles": profiles,
         "methods": methods,
@@ -165,14 +125,12 @@ def compare(
         "repeat": repeat,
         "warmup": warmup,
         "baseline": baseline,
-        "sets": sets,
         "flags": flags,
     }
-    shaping = bool(profiles or methods or suite or category or limit or sets or repeat != 1)
-    shaping = shaping or any(v is not None for v in flags.values())
+    shaping = bool(profiles or methods or suite or category or limit or repeat != 1)
+    shaping = shaping or flags.given
     if merge:
-        shaped = bool(methods or suite or category or limit or sets)
-        shaped = shaped or any(v is not None for v in flags.values())
+        shaped = bool(methods or suite or category or limit) or flags.given
         store, dropped = _merge(profiles, output, shaped, out)
         plan, records = store.plan, store.records
         summary = summarize(plan, records, store.folder, baseline)
@@ -194,7 +152,7 @@ def compare(
                 raise ConfigError("--resume continues the run in its own folder; drop --output")
             plan = read_plan(resume.expanduser())
             if shaping:
-                _check_same_plan(plan, _plan(**wanted), resume)
+                check_same_plan(plan, _plan(**wanted), resume)
             store = None if ranks.sharded else resume_store(resume)
             if store is not None:
                 out.progress(f"resuming {resume}: {len(store.records)} runs already recorded")
@@ -273,12 +231,11 @@ def _plan(
     repeat: int,
     warmup: int,
     baseline: str | None,
-    sets: list[str] | None,
-    flags: dict[str, Any],
+    flags: o.ProfileFlags,
 ) -> dict[str, Any]:
     """The plan the options describe: profiles (files, then --method names), suite, selection."""
-    built = [o.build_profile(None, name, sets, **flags) for name in profiles or []]
-    built += [o.build_profile(name, None, sets, **flags) for name in methods or []]
+    built = [flags.build(None, name) for name in profiles or []]
+    built += [flags.build(name, None) for name in methods or []]
     if not built:
         raise ConfigError(
             "compare needs profiles to compare: give TOML files or built-in names, or --method "
@@ -289,66 +246,6 @@ def _plan(
     return make_plan(
         built, chosen, baseline=baseline, repeat=repeat, warmup=warmup, selection=selection
     )
-
-
-def _check_same_plan(stored: dict[str, Any], fresh: dict[str, Any], folder: Path) -> None:
-    """Options given with --resume must describe the stored run."""
-    labels_a, profiles_a = plan_profiles(stored)
-    labels_b, profiles_b = plan_profiles(fresh)
-    if labels_a != labels_b or [p.to_dict() | {"source": ""} for p in profiles_a] != [
-        p.to_dict() | {"source": ""} for p in profiles_b
-    ]:
-        raise ConfigError(
-            f"--resume {folder}: the profiles given ({', '.join(labels_b)}) differ from the "
-            f"stored run's ({', '.join(labels_a)}); drop them to continue as planned"
-        )
-    if (
-        stored["suite"]["checksum"] != fresh["suite"]["checksum"]
-        or stored["repeat"] != fresh["repeat"]
-    ):
-        raise ConfigError(
-            f"--resume {folder}: the suite, selection or --repeat differ from the stored run; "
-            "drop them to continue as planned"
-        )
-
-
-class ProgressDisplay:
-    """A progress bar on stderr when it is a terminal, else one line per finished run."""
-
-    def __init__(self, out: Output) -> None:
-        self.out = out
-        self.bar: Progress | None = None
-        self.task = None
-
-    def __enter__(self) -> Callable[[Event], None]:
-        if self.out.mode is not Mode.quiet and self.out.err.is_terminal:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=self.out.err,
-                transient=True,
-            )
-            self.bar.start()
-        return self.on_event
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def on_event(self, event: Event) -> None:
-        what = "warming up" if event.kind == "warmup" else "ran"
-        line = f"{what} {event.label} on {event.sample_id}"
-        if self.bar is None:
-            if event.kind == "record" and event.record is not None:
-                r = event.record
-                line += f": {sum(r['new_tokens'])} tokens, {r['tokens_per_s']:.1f} tok/s"
-            self.out.progress(f"[{event.done}/{event.total}] {line}")
-            return
-        if self.task is None:
-            self.task = self.bar.add_task(line, total=event.total, completed=event.done)
-        self.bar.update(self.task, description=line, completed=event.done)
 
 
 compare.__doc__ = (compare.__doc__ or "") + EXAMPLES

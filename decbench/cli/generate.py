@@ -44,23 +44,11 @@ Examples:
 """
 
 
+@o.profile_flags()
 def generate(
     prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads stdin, '@FILE' a file.")],
     method: o.MethodOpt = None,
     profile: o.ProfileOpt = None,
-    model: o.ModelOpt = None,
-    device: o.DeviceOpt = None,
-    dtype: o.DtypeOpt = None,
-    threads: o.ThreadsOpt = None,
-    max_new_tokens: o.MaxNewOpt = None,
-    temperature: o.TemperatureOpt = None,
-    seed: o.SeedOpt = None,
-    sets: o.SetOpt = None,
-    json_schema: o.JsonSchemaOpt = None,
-    regex: o.RegexOpt = None,
-    grammar: o.GrammarOpt = None,
-    allow: o.AllowOpt = None,
-    include: o.IncludeOpt = None,
     raw: Annotated[bool, typer.Option("--raw", help="Skip the chat template.")] = False,
     show_steps: Annotated[
         int, typer.Option("--show-steps", help="Print the first N steps as an acceptance chain.")
@@ -87,27 +75,12 @@ def generate(
         ),
     ] = None,
     json_out: o.JsonOpt = False,
+    flags: o.ProfileFlags | None = None,
 ) -> None:
     """Generate text for one prompt and show timings (and acceptance, for speculative methods)."""
     out = Output(Mode.json if json_out else Mode.human)
     text = o.read_prompt(prompt)
-    prof = o.build_profile(
-        method,
-        profile,
-        sets,
-        model=model,
-        device=device,
-        dtype=dtype,
-        threads=threads,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-        json_schema=json_schema,
-        regex=regex,
-        grammar=grammar,
-        allow=allow,
-        include=include,
-    )
+    prof = (flags or o.ProfileFlags()).build(method, profile)
     session = open_session(prof, progress=out.progress)
     tokenizer = session.target.tokenizer
     drafts = session.decoder.spec.drafts

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from decbench.errors import ConfigError
 from decbench.files import decode_text, read_text
 from decbench.profiles import Profile, load_profile, method_profile, parse_override
+from decbench.suites import DEFAULT_SUITE, FORMATS
 
 MethodOpt = Annotated[
     str | None, typer.Option("--method", "-m", help="Method name (see `decbench methods`).")
@@ -58,8 +63,95 @@ IncludeOpt = Annotated[
         help="The output must contain this phrase (repeatable; lexical constraint, grid-beam).",
     ),
 ]
+SuiteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--suite",
+        help=f"Built-in suite (`decbench suites list`) or a JSONL file [default: {DEFAULT_SUITE}].",
+    ),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help=f"Suite file format: {', '.join(FORMATS)}.")
+]
+CategoryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--category", "-c", help="Only these categories (repeatable)."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most N prompts per category.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+# -- the profile flags every running command takes, declared once ---------------------------------
+MODEL_FLAGS = {"model": ModelOpt, "device": DeviceOpt, "dtype": DtypeOpt, "threads": ThreadsOpt}
+GENERATION_FLAGS = {"max_new_tokens": MaxNewOpt}
+SAMPLING_FLAGS = {"temperature": TemperatureOpt, "seed": SeedOpt}
+CONSTRAINT_OPTS = {
+    "json_schema": JsonSchemaOpt,
+    "regex": RegexOpt,
+    "grammar": GrammarOpt,
+    "allow": AllowOpt,
+    "include": IncludeOpt,
+}
+
+
+@dataclass
+class ProfileFlags:
+    """The values of the profile flags a command was given (None: not given)."""
+
+    values: dict[str, Any] = field(default_factory=dict)  # flag name -> value
+    sets: list[str] = field(default_factory=list)  # --set TABLE.KEY=VALUE
+
+    @property
+    def given(self) -> bool:
+        """Any flag that shapes a profile was given."""
+        return bool(self.sets) or any(v is not None and v != [] for v in self.values.values())
+
+    def build(self, method: str | None, profile: str | None) -> Profile:
+        return build_profile(method, profile, self.sets, **self.values)
+
+
+def profile_flags(
+    sampling: bool = True, constraints: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared profile flags (--model, --device, --dtype, --threads,
+    --max-new-tokens, --set, and unless switched off --temperature/--seed and the constraint
+    flags). The command declares one parameter `flags: ProfileFlags` and receives them packed;
+    its --help lists them before --json."""
+    declared = {**MODEL_FLAGS, **GENERATION_FLAGS}
+    if sampling:
+        declared.update(SAMPLING_FLAGS)
+    declared["sets"] = SetOpt
+    if constraints:
+        declared.update(CONSTRAINT_OPTS)
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = get_type_hints(command, include_extras=True)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "flags"
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+            for name, ann in declared.items()
+        ]
+        tail = [p for p in own if p.name == "json_out"]
+        head = [p for p in own if p.name != "json_out"]
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in head]
+        parameters = [*keyword, *added, *(p.replace(kind=p.KEYWORD_ONLY) for p in tail)]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in declared}
+            sets = values.pop("sets") or []
+            return command(**kwargs, flags=ProfileFlags(values, list(sets)))
+
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return wrap
 
 
 def build_profile(

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from decbench.cli import options as o
-from decbench.cli.compare import CategoryOpt, FormatOpt, ProgressDisplay, SuiteOpt
 from decbench.cli.output import Mode, Output
 from decbench.cli.profile_render import (
     acceptance_chart,
@@ -17,6 +16,7 @@ from decbench.cli.profile_render import (
     prediction_view,
     verify_chart,
 )
+from decbench.cli.progress import ProgressDisplay
 from decbench.compare import make_plan, run_compare
 from decbench.compare.conversation import encode_turn
 from decbench.compare.harness import open_contenders, unique_labels
@@ -40,6 +40,7 @@ plain sampling) on the same prompts.
 """
 
 
+@o.profile_flags()
 def profile(
     name: Annotated[
         str | None, typer.Argument(help="Profile TOML file or built-in name (or use --method).")
@@ -48,9 +49,9 @@ def profile(
     prompt: Annotated[
         str | None, typer.Option("--prompt", help="Profile this one prompt instead of a suite.")
     ] = None,
-    suite: SuiteOpt = None,
-    suite_format: FormatOpt = "auto",
-    category: CategoryOpt = None,
+    suite: o.SuiteOpt = None,
+    suite_format: o.FormatOpt = "auto",
+    category: o.CategoryOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="At most N prompts per category.")] = 1,
     repeat: Annotated[int, typer.Option("--repeat", "-r", help="Runs of every prompt.")] = 1,
     verify_max: Annotated[
@@ -63,30 +64,12 @@ def profile(
         Path | None,
         typer.Option("--trace", help="Export a torch profiler Chrome trace of one generation."),
     ] = None,
-    model: o.ModelOpt = None,
-    device: o.DeviceOpt = None,
-    dtype: o.DtypeOpt = None,
-    threads: o.ThreadsOpt = None,
-    max_new_tokens: o.MaxNewOpt = None,
-    temperature: o.TemperatureOpt = None,
-    seed: o.SeedOpt = None,
-    sets: o.SetOpt = None,
     json_out: o.JsonOpt = False,
+    flags: o.ProfileFlags | None = None,
 ) -> None:
     """Profile one method: where the time goes, verify cost, acceptance, predicted speedup."""
     out = Output(Mode.json if json_out else Mode.human)
-    prof = o.build_profile(
-        method,
-        name,
-        sets,
-        model=model,
-        device=device,
-        dtype=dtype,
-        threads=threads,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
+    prof = (flags or o.ProfileFlags()).build(method, name)
     if prompt is not None:
         chosen = Suite(
             "prompt",

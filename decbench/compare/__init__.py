@@ -42,6 +42,7 @@ __all__ = [
     "Contender",
     "Event",
     "RunStore",
+    "check_same_plan",
     "make_plan",
     "plan_profiles",
     "run_compare",
@@ -206,3 +207,25 @@ def _profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) 
         "sampling": dataclasses.asdict(profile.sampling),
         "generation": dataclasses.asdict(profile.generation),
     }
+
+
+def check_same_plan(stored: dict[str, Any], fresh: dict[str, Any], folder: Path) -> None:
+    """Options given with --resume must describe the stored run (same profiles, suite selection
+    and repeats); anything else is refused with the reason."""
+    labels_a, profiles_a = plan_profiles(stored)
+    labels_b, profiles_b = plan_profiles(fresh)
+    if labels_a != labels_b or [p.to_dict() | {"source": ""} for p in profiles_a] != [
+        p.to_dict() | {"source": ""} for p in profiles_b
+    ]:
+        raise ConfigError(
+            f"--resume {folder}: the profiles given ({', '.join(labels_b)}) differ from the "
+            f"stored run's ({', '.join(labels_a)}); drop them to continue as planned"
+        )
+    if (
+        stored["suite"]["checksum"] != fresh["suite"]["checksum"]
+        or stored["repeat"] != fresh["repeat"]
+    ):
+        raise ConfigError(
+            f"--resume {folder}: the suite, selection or --repeat differ from the stored run; "
+            "drop them to continue as planned"
+        )
