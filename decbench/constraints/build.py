@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def _check_keys(settings: ConstraintSettings) -> None:
     """A key that the kind does not read is a mistake (a schema with kind = "allow")."""
     used = KEYS.get(settings.kind, set())
     defaults = ConstraintSettings()
-    for key in ("schema", "file", "lark", "regex", "tokens", "include"):
+    for key in (f.name for f in dataclasses.fields(ConstraintSettings) if f.name != "kind"):
         if getattr(settings, key) != getattr(defaults, key) and key not in used:
             kind = settings.kind or '""'
             raise ConfigError(f"constraint.{key} does not apply to constraint.kind = {kind}")

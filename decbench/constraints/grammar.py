@@ -90,12 +90,12 @@ class MatcherState(ConstraintState):
         return self.matcher.validate_tokens([token]) == 1
 
     def advance(self, token: int) -> None:
-        if not self.allows(token):
-            raise ConstraintViolation(f"token {token} is not allowed by the grammar here")
-        if token in self.eos:
+        if token in self.eos or (self.ended and self.ended[-1]):
+            if not self.allows(token):
+                raise ConstraintViolation(f"token {token} is not allowed by the grammar here")
             self.ended.append(True)
             return
-        if not self.matcher.consume_token(token):
+        if not self.matcher.consume_token(token):  # checks the token too: one parse, not two
             raise ConstraintViolation(_first_line(self.matcher.get_error()))
         self.ended.append(False)
 

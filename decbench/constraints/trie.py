@@ -115,22 +115,32 @@ class TrieState(ConstraintState):
             mask[self.eos] = True
         return mask
 
-    def _next(self, token: int) -> int | None:
-        if self.node < 0:
+    def _next(self, node: int, token: int) -> int | None:
+        """The node after `token` from `node` (-1: EOS taken), or None where it is not allowed."""
+        if node < 0:
             return None
         if token in self.eos_set:
-            return -1 if bool(self.trie.terminal[self.node]) else None
-        nxt = step(self.trie, self.node, token)
+            return -1 if bool(self.trie.terminal[node]) else None
+        nxt = step(self.trie, node, token)
         return None if nxt < 0 else nxt
 
     def allows(self, token: int) -> bool:
-        return self._next(token) is not None
+        return self._next(self.node, token) is not None
 
     def advance(self, token: int) -> None:
-        nxt = self._next(token)
+        nxt = self._next(self.node, token)
         if nxt is None:
             raise ConstraintViolation(f"token {token} is not allowed by the allow-list here")
         self.path.append(nxt)
+
+    def allowed_prefix(self, tokens: Sequence[int]) -> int:
+        """One walk down the trie from here (the base class advances and rolls back)."""
+        node: int | None = self.node
+        for taken, token in enumerate(tokens):
+            node = self._next(node, token)
+            if node is None:
+                return taken
+        return len(tokens)
 
     def rollback(self, n: int) -> None:
         if n:
