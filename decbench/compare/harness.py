@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ class Contender:
     profile: Profile
     session: Session
     environment: dict[str, Any]
+    schemas: dict[str, Constraint] = field(default_factory=dict)  # sample id -> its compiled schema
 
 
 @dataclass
@@ -114,7 +115,7 @@ def open_contenders(
 # -- one sample --------------------------------------------------------------------------------
 def sample_constraint(contender: Contender, sample: Sample) -> Constraint | None:
     """The profile's constraint, or with constraint.schema = "sample" one compiled from the
-    sample's own schema (untimed; a few milliseconds)."""
+    sample's own schema (untimed; a few milliseconds, once per sample)."""
     settings = contender.profile.constraint
     if settings.kind != "json-schema" or settings.schema != SAMPLE:
         return contender.session.constraint
@@ -123,14 +124,16 @@ def sample_constraint(contender: Contender, sample: Sample) -> Constraint | None
             f'sample {sample.id} has no schema, but constraint.schema = "sample" (use a suite '
             "whose samples carry one, such as json-extraction)"
         )
-    target = contender.session.target
-    return sample_schema(
-        sample.schema,
-        f"schema of sample {sample.id}",
-        target.tokenizer,
-        target.vocab_size,
-        list(target.eos_token_ids),
-    )
+    if sample.id not in contender.schemas:  # compiled once, for the warm-up and every repeat
+        target = contender.session.target
+        contender.schemas[sample.id] = sample_schema(
+            sample.schema,
+            f"schema of sample {sample.id}",
+            target.tokenizer,
+            target.vocab_size,
+            list(target.eos_token_ids),
+        )
+    return contender.schemas[sample.id]
 
 
 def generate_turn(
