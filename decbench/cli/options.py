@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import typer
 from decbench.errors import ConfigError
 from decbench.files import decode_text, read_text
 from decbench.profiles import Profile, load_profile, method_profile, parse_override
+from decbench.settings import ConstraintSettings
 from decbench.suites import DEFAULT_SUITE, FORMATS
 
 MethodOpt = Annotated[
@@ -213,11 +215,5 @@ def constraint_overrides(given: dict[str, Any]) -> list[tuple[str, str, Any]]:
         raise ConfigError(f"give one constraint flag, not {names}")
     ((flag, value),) = chosen.items()
     kind, key = CONSTRAINT_FLAGS[flag]
-    cleared = [("constraint", k, "") for k in ("schema", "file", "lark", "regex")]
-    return [
-        *cleared,
-        ("constraint", "include", []),
-        ("constraint", "tokens", "text"),
-        ("constraint", "kind", kind),
-        ("constraint", key, value),
-    ]
+    fresh = dataclasses.asdict(ConstraintSettings(kind=kind))  # every key back to its default
+    return [*(("constraint", k, v) for k, v in fresh.items()), ("constraint", key, value)]
