@@ -14,10 +14,16 @@ from pathlib import Path
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext
-from decbench.decoders.greedy import Greedy
 from decbench.decoders.registry import all_decoders
 from decbench.results import GenerationResult
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runner_for, tiny_llama
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+)
 
 PROMPTS = repetitive_prompts(3, seed=21)
 LENGTHS = (1, 7, 24)
@@ -74,14 +80,6 @@ PARTS: dict[str, Callable[[ModelRunner, Path], tuple[dict, DecoderContext]]] = {
 def build(cls: type[Decoder], runner: ModelRunner, folder: Path, **options) -> Decoder:
     overrides, ctx = PARTS.get(cls.spec.name, lambda _r, _f: ({}, no_models_ctx()))(runner, folder)
     return cls(runner, dataclasses.replace(cls.Options(), **overrides, **options), ctx)
-
-
-def greedy_ids(runner: ModelRunner, prompt: list[int], n: int) -> list[int]:
-    return (
-        Greedy(runner, Greedy.Options(), no_models_ctx())
-        .generate(make_request(prompt, n))
-        .token_ids
-    )
 
 
 def assert_equals_greedy(

@@ -79,6 +79,20 @@ def make_request(
     )
 
 
+def greedy_ids(
+    runner: ModelRunner,
+    prompt: list[int],
+    n: int = 24,
+    sampling: SamplingSettings | None = None,
+    **generation,
+) -> list[int]:
+    """Plain greedy's tokens: the reference every lossless method is checked against."""
+    from decbench.decoders.greedy import Greedy
+
+    request = make_request(prompt, n, sampling, **generation)
+    return Greedy(runner, Greedy.Options(), no_models_ctx()).generate(request).token_ids
+
+
 def no_models_ctx() -> DecoderContext:
     def refuse(name: str):
         raise AssertionError(f"test tried to load model {name}")

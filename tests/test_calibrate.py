@@ -17,8 +17,7 @@ from decbench.errors import ConfigError
 from decbench.profiles import method_profile
 from decbench.run import Session
 from decbench.suites.base import Sample, Suite
-from tests.conftest import no_models_ctx, runner_for, tiny_llama
-from tests.test_speculative import greedy_ids
+from tests.conftest import greedy_ids, no_models_ctx, runner_for, tiny_llama
 
 
 class TinySession(Session):

@@ -11,8 +11,14 @@ from decbench.decoders.gated import GateCost, UncertainStep
 from decbench.decoders.sampling import Sample
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, runner_for, tiny_llama, tiny_qwen2
-from tests.test_speculative import greedy_ids
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    runner_for,
+    tiny_llama,
+    tiny_qwen2,
+)
 
 PROMPT = [3, 4, 5, 6, 7, 3, 4]
 

@@ -596,21 +596,21 @@ def test_spec_bench_file_end_to_end(monkeypatch, capsys, tmp_path):
 
 
 def test_resume_refuses_a_different_plan(tmp_path):
-    from decbench.cli.compare import _check_same_plan
+    from decbench.compare import check_same_plan
 
     suite = tiny_suite()
     stored = make_plan([method_profile("greedy"), method_profile("pld")], suite)
-    _check_same_plan(
+    check_same_plan(
         stored, make_plan([method_profile("greedy"), method_profile("pld")], suite), tmp_path
     )
     other = make_plan(
         [method_profile("greedy"), method_profile("pld", [("method", "k", 5)])], suite
     )
     with pytest.raises(ConfigError, match="differ from the stored run"):
-        _check_same_plan(stored, other, tmp_path)
+        check_same_plan(stored, other, tmp_path)
     fewer = make_plan([method_profile("greedy"), method_profile("pld")], suite.select(limit=1))
     with pytest.raises(ConfigError, match="suite, selection or --repeat differ"):
-        _check_same_plan(stored, fewer, tmp_path)
+        check_same_plan(stored, fewer, tmp_path)
 
 
 # -- the bench plan ---------------------------------------------------------------------------------

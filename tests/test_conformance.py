@@ -13,8 +13,8 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.greedy import Greedy
 from decbench.decoders.registry import _REGISTRY, register_decoder
 from decbench.results import GenerationResult
-from tests.conformance import PROMPTS, assert_equals_greedy, build, greedy_ids, lossless_methods
-from tests.conftest import make_request, no_models_ctx
+from tests.conformance import PROMPTS, assert_equals_greedy, build, lossless_methods
+from tests.conftest import greedy_ids, make_request, no_models_ctx
 
 METHODS = [cls.spec.name for cls in lossless_methods()]
 CONSTRAINED = [cls.spec.name for cls in lossless_methods() if cls.spec.constraints]

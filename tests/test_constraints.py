@@ -86,6 +86,7 @@ def test_trie_state_rolls_back_forks_and_counts_allowed_drafts():
     state = constraint.start()
     assert state.allowed_prefix([5, 6, 8, 7]) == 2  # 8 leaves the list
     assert state.allowed_prefix([5, 6, 7, EOS]) == 4  # EOS right after a whole sequence
+    assert state.allowed_prefix([5, 6, 7, EOS, 5]) == 4  # nothing after EOS
     masks = state.masks_along([5, 6])
     assert [m.nonzero().flatten().tolist() for m in masks] == [[5], [6], [7, 9]]
     state.advance_all([5, 6])

@@ -8,22 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from decbench.decoders.contrastive import ContrastiveSearch, score_candidates
-from decbench.decoders.greedy import Greedy
 from decbench.errors import ConfigError
 from decbench.metrics.quality import rep_n
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), *repetitive_prompts(3)]
 
 
 def contrastive(runner, **options):
     return ContrastiveSearch(runner, ContrastiveSearch.Options(**options), no_models_ctx())
-
-
-def greedy_ids(runner, prompt, n):
-    decoder = Greedy(runner, Greedy.Options(), no_models_ctx())
-    return decoder.generate(make_request(prompt, max_new_tokens=n)).token_ids
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

@@ -14,8 +14,14 @@ from decbench.decoders.speculative.dynamic_exit import (
     tokens_per_layer,
 )
 from decbench.errors import ConfigError
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runner_for, tiny_llama
-from tests.test_speculative import greedy_ids
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+)
 
 
 @pytest.mark.parametrize("stop_below", [0.0, 0.3, 0.9])

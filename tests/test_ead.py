@@ -12,10 +12,9 @@ import torch
 from decbench.decoders.base import DecoderContext
 from decbench.decoders.ead import DRAFT, TARGET, EadOptions, EntropyAdaptiveDecoding, Switch
 from decbench.decoders.ead import entropy_bits as bits
-from decbench.decoders.greedy import Greedy
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, runner_for, tiny_llama
+from tests.conftest import greedy_ids, make_request, no_models_ctx, runner_for, tiny_llama
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 30))]
 
@@ -23,11 +22,6 @@ PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 30))]
 def ead_with(target, draft, **options):
     ctx = DecoderContext(load_model=lambda name: draft)
     return EntropyAdaptiveDecoding(target, EadOptions(draft="student", **options), ctx)
-
-
-def greedy_ids(runner, prompt, n):
-    decoder = Greedy(runner, Greedy.Options(), no_models_ctx())
-    return decoder.generate(make_request(prompt, max_new_tokens=n)).token_ids
 
 
 def check_counts(result):

@@ -12,8 +12,8 @@ from decbench.decoders.speculative.eagle import Eagle, EagleOptions
 from decbench.drafts.eagle import EagleChain, EagleDraft, EagleShape, load_eagle, save_eagle
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
-from tests.test_tree import greedy_ids, sampling_matches_target
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
+from tests.test_tree import sampling_matches_target
 
 SHAPE = EagleShape(hidden=32, heads=4, kv_heads=2, head_dim=8, intermediate=48)
 

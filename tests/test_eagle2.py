@@ -16,9 +16,8 @@ from decbench.decoders.speculative.eagle2 import CandidateTree, Eagle2, Eagle2Op
 from decbench.drafts.eagle import EagleChain
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
 from tests.test_eagle import eagle_folder, random_draft, shape_of, trained_folder
-from tests.test_tree import greedy_ids
 
 
 def eagle2_for(runner, folder, **options) -> Eagle2:

@@ -9,8 +9,14 @@ import torch
 
 from decbench.decoders.ffn_skip import FFNGate, FFNSkip, FFNSkipOptions, SkipPolicy, skipping
 from decbench.errors import ConfigError
-from tests.conftest import make_request, no_models_ctx, runner_for, tiny_llama, tiny_qwen2
-from tests.test_speculative import greedy_ids
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    runner_for,
+    tiny_llama,
+    tiny_qwen2,
+)
 
 PROMPT = [3, 4, 5, 6, 7, 3, 4]
 

@@ -16,20 +16,19 @@ from decbench.decoders.hf_sample import HFSample
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runner_for, tiny_llama
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+)
 
 
 @pytest.fixture(scope="module")
 def runner():
     return runner_for(tiny_llama(seed=3, layers=3))
-
-
-def greedy_ids(runner, prompt, n=24):
-    return (
-        Greedy(runner, Greedy.Options(), no_models_ctx())
-        .generate(make_request(prompt, n))
-        .token_ids
-    )
 
 
 def check_trace(result):

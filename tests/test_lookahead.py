@@ -20,8 +20,15 @@ from decbench.decoders.speculative.proposer import ProposerContext
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
 from tests.conformance import assert_equals_greedy
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runner_for, tiny_llama
-from tests.test_tree import greedy_ids, sampling_matches_target, sequential_logits
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    no_models_ctx,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+)
+from tests.test_tree import sampling_matches_target, sequential_logits
 
 
 # -- the pool ----------------------------------------------------------------------------------

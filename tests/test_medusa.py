@@ -17,8 +17,8 @@ from decbench.decoders.speculative.typical import typical_rule, typical_threshol
 from decbench.drafts.medusa import MedusaHeads, load_heads, save_heads
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
-from tests.test_tree import greedy_ids, sampling_matches_target
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
+from tests.test_tree import sampling_matches_target
 
 
 def heads_folder(tmp_path, hidden: int, n_heads: int = 3, subset=None, seed: int = 0, scale=0.5):

@@ -19,18 +19,13 @@ from decbench.decoders.momentum import (
 from decbench.errors import ConfigError
 from decbench.metrics.quality import rep_n
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), *repetitive_prompts(3)]
 
 
 def momentum(runner, **options):
     return MomentumDecoding(runner, MomentumOptions(**options), no_models_ctx())
-
-
-def greedy_ids(runner, prompt, n, **sampling):
-    request = make_request(prompt, max_new_tokens=n, sampling=SamplingSettings(**sampling))
-    return Greedy(runner, Greedy.Options(), no_models_ctx()).generate(request).token_ids
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
@@ -47,7 +42,9 @@ def test_zero_resistance_is_greedy_under_a_repetition_penalty(tiny_runner):
     sampling = SamplingSettings(repetition_penalty=1.3)
     request = make_request([5, 9, 11, 4], max_new_tokens=30, sampling=sampling)
     got = momentum(tiny_runner, alpha=0.0).generate(request).token_ids
-    assert got == greedy_ids(tiny_runner, [5, 9, 11, 4], 30, repetition_penalty=1.3)
+    assert got == greedy_ids(
+        tiny_runner, [5, 9, 11, 4], 30, SamplingSettings(repetition_penalty=1.3)
+    )
 
 
 def test_repetition_length_by_hand():

@@ -18,9 +18,15 @@ from decbench.decoders.speculative.rsd import (
     rsd_rule,
 )
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, repetitive_prompts, runner_for, tiny_llama, tiny_qwen2
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+    tiny_qwen2,
+)
 from tests.test_spectr import random_pair
-from tests.test_speculative import greedy_ids
 
 
 def rrs_output(p, q, m, step=rrs_step) -> torch.Tensor:

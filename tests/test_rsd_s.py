@@ -22,8 +22,14 @@ from decbench.decoders.speculative.rsd_s import (
     truncated_gumbels,
 )
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, repetitive_prompts, runner_for, tiny_llama, tiny_qwen2
-from tests.test_speculative import greedy_ids
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+    tiny_qwen2,
+)
 
 # A two-step sequence model on 3 tokens: q(s0) * q(s1 | s0); token 2 never follows token 0.
 ROOT_Q = torch.tensor([0.5, 0.3, 0.2])

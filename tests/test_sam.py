@@ -19,9 +19,8 @@ from decbench.decoders.speculative.suffix_automaton import (
 )
 from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, repetitive_prompts
+from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
 from tests.test_eagle import trained_folder
-from tests.test_tree import greedy_ids
 
 
 def occurs(pattern: list[int], text: list[int]) -> bool:

@@ -14,8 +14,14 @@ from decbench.decoders.speculative.spectr import (
     kseq_plan,
     spectr_rule,
 )
-from tests.conftest import make_request, repetitive_prompts, runner_for, tiny_llama, tiny_qwen2
-from tests.test_speculative import greedy_ids
+from tests.conftest import (
+    greedy_ids,
+    make_request,
+    repetitive_prompts,
+    runner_for,
+    tiny_llama,
+    tiny_qwen2,
+)
 
 
 def kseq_output(p, q, k, plan=kseq_plan) -> torch.Tensor:

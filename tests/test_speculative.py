@@ -10,12 +10,12 @@ import torch
 
 from decbench.backends.derive import truncated_runner
 from decbench.decoders.base import DecoderContext
-from decbench.decoders.greedy import Greedy
 from decbench.decoders.speculative.draft_model import DraftModelProposer, SpeculativeDecoding
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.prompt_lookup import PromptLookup
 from decbench.errors import ConfigError
 from tests.conftest import (
+    greedy_ids,
     make_request,
     no_models_ctx,
     repetitive_prompts,
@@ -25,14 +25,6 @@ from tests.conftest import (
 )
 
 PROMPTS = repetitive_prompts(6)
-
-
-def greedy_ids(runner, prompt, n=24, **gen) -> list[int]:
-    return (
-        Greedy(runner, Greedy.Options(), no_models_ctx())
-        .generate(make_request(prompt, n, **gen))
-        .token_ids
-    )
 
 
 @pytest.mark.parametrize("k", range(1, 9))

@@ -369,11 +369,6 @@ def test_broken_tree_rule_is_detected(peaked_target):
 
 
 # -- helpers the method tests share -----------------------------------------------------------
-def greedy_ids(runner, prompt: list[int], n: int) -> list[int]:
-    greedy = Greedy(runner, Greedy.Options(), no_models_ctx())
-    return greedy.generate(make_request(prompt, n)).token_ids
-
-
 def sampling_matches_target(
     decoder_for, samples: int = 1200, prompt: list[int] = SAMPLING_PROMPT
 ) -> None:
