@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext
 from decbench.decoders.registry import all_decoders
@@ -100,3 +102,42 @@ def assert_equals_greedy(
             assert sum(s.emitted for s in result.steps) == len(result.token_ids)
             results.append(result)
     return results
+
+
+# -- sampling: the method's tokens follow the target's distribution ------------------------------
+SAMPLING_OPTIONS = {"recycling": {"k": 4}}  # its default k = 8 exceeds the 5-token vocabulary
+SAMPLED = 2000  # seeded generations per method
+
+
+def sampling_methods() -> list[type[Decoder]]:
+    """The lossless methods that sample (every one but greedy-only methods), and `sample`."""
+    samplers = [cls for cls in all_decoders() if cls.spec.name in SAMPLING_ONLY]
+    return [cls for cls in lossless_methods() if cls.spec.samples] + samplers
+
+
+def peaked_target(seed: int = 0, layers: int = 2) -> ModelRunner:
+    """A 5-token tiny target with opinionated (not near-uniform) next-token distributions; two
+    layers, so that self-drafting methods (del) have a layer to exit at."""
+    from tests.test_lossless_sampling import VOCAB
+
+    model = tiny_llama(seed=seed, vocab=VOCAB, layers=layers)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(12.0)
+    model.generation_config.eos_token_id = None
+    return runner_for(model)
+
+
+def sampled_joint(decoder: Decoder, samples: int = SAMPLED) -> tuple[torch.Tensor, int]:
+    """Counts of (t2, t3, t4) over seeded 4-token generations of the sampling test's prompt
+    (tests/test_lossless_sampling.py: exact_joint is the law they must follow), and how many
+    draft tokens the method accepted on the way (zero would make the check vacuous)."""
+    from tests.test_lossless_sampling import PROMPT, SETTINGS, VOCAB
+
+    counts, accepted = torch.zeros(VOCAB**3), 0
+    for seed in range(samples):
+        settings = dataclasses.replace(SETTINGS, seed=seed)
+        result = decoder.generate(make_request(PROMPT, 4, settings))
+        t2, t3, t4 = result.token_ids[1:4]
+        counts[(t2 * VOCAB + t3) * VOCAB + t4] += 1
+        accepted += sum(step.accepted for step in result.steps)
+    return counts, accepted

@@ -1,7 +1,8 @@
 """Conformance over the registry: every registered lossless method, with its default options,
 is token-identical to greedy on every tiny runner family (stock, decode kernels, static cache)
 and stops at an end-of-sequence token exactly where greedy does, even when the token arrives
-inside an accepted draft. A new lossless method is picked up by registering it."""
+inside an accepted draft; and every one that samples draws from the target's distribution. A new
+lossless method is picked up by registering it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ import pytest
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.greedy import Greedy
 from decbench.decoders.registry import _REGISTRY, register_decoder
+from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
+from decbench.decoders.speculative.engine import run_speculative
 from decbench.results import GenerationResult
-from tests.conformance import PROMPTS, assert_equals_greedy, build, lossless_methods
+from tests.conformance import (
+    PROMPTS,
+    SAMPLING_OPTIONS,
+    assert_equals_greedy,
+    build,
+    lossless_methods,
+    peaked_target,
+    sampled_joint,
+    sampling_methods,
+)
 from tests.conftest import greedy_ids, make_request, no_models_ctx
+from tests.test_lossless_sampling import broken_rule, chi2_pvalue, exact_joint
 
 METHODS = [cls.spec.name for cls in lossless_methods()]
 CONSTRAINED = [cls.spec.name for cls in lossless_methods() if cls.spec.constraints]
@@ -101,3 +114,57 @@ def test_a_registered_method_is_picked_up_and_a_wrong_one_fails(tiny_runner, tmp
             assert_equals_greedy(build(OffByOne, tiny_runner, tmp_path), tiny_runner)
     finally:
         del _REGISTRY["toy-off-by-one"]
+
+
+# -- sampling: every lossless method that samples preserves the target's distribution -----------
+SAMPLERS = [cls.spec.name for cls in sampling_methods()]
+# del's confidence prior never drafts on a two-layer target; test_lossless_sampling's DEL tests
+# force its exit layer to draft and check the law there
+NEVER_DRAFTS_HERE = {"del"}
+
+
+@pytest.fixture(scope="module")
+def peaked():
+    target = peaked_target()
+    return target, exact_joint(target)
+
+
+@pytest.mark.parametrize("method", SAMPLERS)
+def test_sampling_follows_the_target_distribution(method, peaked, tmp_path):
+    """Chi-square of the joint law of tokens 2..4 (Leviathan et al. 2023, Thm 1 for the
+    speculative ones); the drafts really were accepted, so the acceptance rule was exercised."""
+    target, exact = peaked
+    cls = next(c for c in sampling_methods() if c.spec.name == method)
+    decoder = build(cls, target, tmp_path, **SAMPLING_OPTIONS.get(method, {}))
+    counts, accepted = sampled_joint(decoder)
+    assert chi2_pvalue(counts, exact) > 1e-3
+    assert accepted > 0 or not cls.spec.drafts or method in NEVER_DRAFTS_HERE
+
+
+class SkewedSampler(Decoder):
+    """A toy 'lossless' sampling method that is wrong: speculative sampling whose rejected
+    positions resample from p instead of the residual max(0, p - q)."""
+
+    spec = MethodSpec(name="toy-skewed", summary="test only", paper="", lossless=True, drafts=True)
+    Options = OffByOneOptions
+
+    draft = None  # a second peaked model, made once
+
+    def generate(self, request: Request) -> GenerationResult:
+        if SkewedSampler.draft is None:
+            SkewedSampler.draft = peaked_target(seed=5)
+        proposer = DraftModelProposer(SkewedSampler.draft, DraftModelOptions(k=3))
+        return run_speculative(
+            "toy-skewed", self.options, self.target, proposer, request, broken_rule
+        )
+
+
+def test_a_registered_sampler_is_picked_up_and_a_wrong_one_fails(peaked, tmp_path):
+    target, exact = peaked
+    register_decoder(SkewedSampler)
+    try:
+        assert SkewedSampler in sampling_methods()
+        counts, accepted = sampled_joint(build(SkewedSampler, target, tmp_path))
+        assert accepted > 0 and chi2_pvalue(counts, exact) < 1e-6
+    finally:
+        del _REGISTRY["toy-skewed"]
