@@ -384,17 +384,18 @@ class StaticRunner(ModelRunner):
             self.cache._take(rows.to(self.device).long())
 
     # -- warm-up -------------------------------------------------------------------------------
-    def warm_up(self, length: int = 1) -> float:
-        """Compile every bucket for a cache that holds `length` positions (outside any timing);
-        returns the seconds it took."""
+    def warm_up(self, length: int = 1, batch: int = 1) -> float:
+        """Compile every bucket for `batch` rows and a cache that holds `length` positions
+        (outside any timing); returns the seconds it took. A ragged batch shrinks as its rows
+        finish, so `compare --batch-size` warms every batch width up to the largest."""
         if self._compiled is None:
             return 0.0
-        self._allocate(1, max(length, 1))
+        self._allocate(batch, max(length, 1))
         before = self.compile_s
         for bucket in BUCKETS:
             if self._compiled is None:
                 break
-            ids = torch.zeros(1, bucket, dtype=torch.long, device=self.device)
+            ids = torch.zeros(batch, bucket, dtype=torch.long, device=self.device)
             self.cache.length = 0
             self.forward(ids)
         self.cache.length = 0

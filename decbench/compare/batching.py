@@ -93,6 +93,7 @@ def run_batch_compare(
     contenders = contenders or open_contenders(labels, profiles, progress)
     for contender in contenders:
         check_batches(type(contender.session.decoder), contender.session.target)
+    warm_batch_widths(contenders, max(sizes), progress)
     samples = plan_samples(plan)
     prompts = {
         c.label: [encode_turn(c.session.target, c.profile, [s.turns[0]], []) for s in samples]
@@ -148,6 +149,22 @@ def run_batch_compare(
         },
         "runs": runs,
     }
+
+
+def warm_batch_widths(
+    contenders: list[Contender], largest: int, progress: Callable[[str], None]
+) -> None:
+    """A compiled static runner compiles per batch width: warm every width a shrinking batch
+    can pass through (1..largest) before any timing."""
+    warmed: set[int] = set()
+    for contender in contenders:
+        target = contender.session.target
+        if id(target) in warmed or not getattr(target, "compiled", False):
+            continue
+        warmed.add(id(target))
+        progress(f"compiling {target.name} for batch widths 1..{largest} ...")
+        for batch in range(2, largest + 1):  # width 1 was compiled at load
+            target.warm_up(batch=batch)
 
 
 def run_group(
