@@ -194,3 +194,22 @@ def test_a_method_that_does_not_batch_refuses(tiny_runner, tmp_path):
     decoder = build(get_decoder("eagle2"), tiny_runner, tmp_path)
     with pytest.raises(ConfigError, match="method 'eagle2' runs at batch 1 only"):
         decoder.generate_batch([make_request([3, 4, 5], 4)])
+
+
+@pytest.mark.parametrize("method", ["pld", "recycling", "lookahead"])
+def test_batch_under_an_allow_list_equals_single(method, tmp_path):
+    """Each row advances its own constraint state: constrained rows equal constrained batch 1."""
+    from decbench.constraints.trie import AllowList
+    from tests.test_constraints import EOS, _prompt, _request, random_allow_list
+
+    runner = ModelRunner(tiny_llama())
+    cls = get_decoder(method)
+    requests = []
+    for seed in range(3):
+        sequences = random_allow_list(seed, n=20)
+        constraint = AllowList(sequences, runner.vocab_size, [EOS], "test")
+        requests.append(_request(_prompt(sequences)[: 10 + 5 * seed], constraint))
+    batched = build(cls, runner, tmp_path / "b").generate_batch(requests)
+    for request, got in zip(requests, batched, strict=True):
+        alone = build(cls, runner, tmp_path / "s").generate(request)
+        assert got.token_ids == alone.token_ids and got.constraint["satisfied"]
