@@ -213,3 +213,20 @@ def test_batch_under_an_allow_list_equals_single(method, tmp_path):
     for request, got in zip(requests, batched, strict=True):
         alone = build(cls, runner, tmp_path / "s").generate(request)
         assert got.token_ids == alone.token_ids and got.constraint["satisfied"]
+
+
+def test_compiled_static_runner_batches():
+    """The compiled static runner runs a shrinking ragged batch (per-row masks as graph inputs,
+    one graph set per batch width) with the tokens of eager batch-1 greedy."""
+    from tests.conformance import BATCH_PROMPTS, greedy_ids
+
+    model = tiny_llama()
+    runner = StaticRunner(model, compile=True)
+    decoder = build(get_decoder("pld"), runner, None, k=3)
+    requests = [make_request(p, n) for p, n in zip(BATCH_PROMPTS[:2], (6, 3), strict=True)]
+    results = decoder.generate_batch(requests)
+    eager = ModelRunner(model)
+    assert [r.token_ids for r in results] == [
+        greedy_ids(eager, p, n) for p, n in ((BATCH_PROMPTS[0], 6), (BATCH_PROMPTS[1], 3))
+    ]
+    assert runner.compiled and runner.compile_error is None
