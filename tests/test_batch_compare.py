@@ -83,7 +83,7 @@ def test_crossover():
         for label, tps in (("greedy", 10.0), ("x", 10.0 * ratio)):
             runs.append(
                 {"label": label, "batch_size": size, "group": 0, "repeat": 0, "tokens": 1,
-                 "wall_s": 1 / tps, "tokens_per_s": tps, "latency_s": [1.0], "mat": 1.0,
+                 "wall_s": 1 / tps, "tokens_per_s": tps, "latency_s": [1.0], "mat": 1.0, "steps": 1,
                  "identical_to_batch1": [True], "identical_to_baseline": [True],
                  "divergences": []}
             )  # fmt: skip

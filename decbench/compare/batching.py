@@ -213,6 +213,7 @@ def group_record(
         "tokens_per_s": tokens / wall if wall > 0 else 0.0,
         "latency_s": [r.timings.total_s for r in results],
         "token_ids": [r.token_ids for r in results],
+        "steps": steps,  # target steps over the rows (each row's trace; prefill included)
         "mat": tokens / steps if steps else None,  # tokens per target step, bonus included
         "finish_reasons": [r.finish_reason for r in results],
     }
@@ -326,7 +327,7 @@ def summarize_label(
         with_base = [x for r in mine for x in r["identical_to_baseline"]]
         throughput = tokens / wall if wall > 0 else 0.0
         base_throughput = base_tokens / base_wall if base_wall > 0 else 0.0
-        mats = [r["mat"] for r in mine if r["mat"] is not None]
+        steps = sum(r["steps"] for r in mine)
         out[str(size)] = {
             "groups": len(mine),
             "requests": len(flags),
@@ -339,7 +340,7 @@ def summarize_label(
             "total_speedup": None
             if label == baseline or base_throughput == 0
             else throughput / base_throughput,
-            "mat": sum(mats) / len(mats) if mats else None,
+            "mat": tokens / steps if steps else None,  # over every row of every group
             "identical_to_batch1": sum(flags) / len(flags) if flags else None,
             "identical_to_baseline": sum(with_base) / len(with_base) if with_base else None,
             "divergences": [d for r in mine for d in r["divergences"]],
