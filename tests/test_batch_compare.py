@@ -141,6 +141,10 @@ def test_cli_batch_size_table(monkeypatch, capsys):
         (["--batch-size", "2,x"], "'x' is not a batch size"),
         (["-m", "eagle2", "--batch-size", "2"], "method 'eagle2' runs at batch 1 only"),
         (["--batch-size", "2", "--output", "/tmp/x"], "drop --output"),
+        (
+            ["-m", "pld", "--batch-size", "2", "--set", "backend.name=llama.cpp"],
+            "backend 'llama.cpp' runs at batch 1 only",
+        ),
     ],
 )
 def test_cli_batch_size_bad_input(monkeypatch, capsys, args, message):

@@ -70,7 +70,7 @@ def check_batch_plan(plan: dict[str, Any]) -> None:
 
     labels, profiles = plan_profiles(plan)
     for label, profile in zip(labels, profiles, strict=True):
-        check_batches(get_decoder(profile.method))
+        check_batches(get_decoder(profile.method), backend=profile.backend.name)
         if profile.constraint.schema == SAMPLE:
             raise ConfigError(
                 f"profile '{label}': constraint.schema = \"sample\" is per sample; --batch-size "

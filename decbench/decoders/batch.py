@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from decbench.backends.capabilities import BACKENDS, RAGGED_BATCHES
 from decbench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,10 +20,18 @@ if TYPE_CHECKING:
     from decbench.results import GenerationResult
 
 
-def check_batches(decoder_cls: type[Decoder], runner: object | None = None) -> None:
-    """Refuse a method (or a runner) that cannot decode a batch, before anything runs."""
+def check_batches(
+    decoder_cls: type[Decoder], runner: object | None = None, backend: str | None = None
+) -> None:
+    """Refuse a method, a backend (by name, at plan time) or a runner that cannot decode a
+    batch, before anything runs."""
     if not decoder_cls.spec.batches:
         raise ConfigError(f"method '{decoder_cls.spec.name}' runs at batch 1 only")
+    if backend is not None and RAGGED_BATCHES not in BACKENDS.get(backend, frozenset()):
+        raise ConfigError(
+            f"method '{decoder_cls.spec.name}' batches, but backend '{backend}' runs at batch 1 "
+            "only"
+        )
     if runner is not None and not hasattr(runner, "gather_slots"):
         name = getattr(runner, "backend", type(runner).__name__)
         raise ConfigError(
