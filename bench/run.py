@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from decbench.compare import RunStore, make_plan, run_compare
+from decbench.compare.batching import run_batch_compare
+from decbench.compare.plot import plot_batch_curve
 from decbench.compare.store import write_atomic
 from decbench.environment import environment
 from decbench.errors import ConfigError, DecbenchError, unknown
@@ -30,6 +32,7 @@ SCHEMA_BENCH = "decbench/bench/v1"
 COMPARISON_KEYS = {
     "name", "about", "profiles", "baseline", "suite", "categories", "limit",
     "max_new_tokens", "repeat", "warmup", "threads", "backend", "temperature", "goal",
+    "batch_sizes",
 }  # fmt: skip
 
 
@@ -70,6 +73,8 @@ def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
 
 def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: bool) -> dict:
     folder = out / entry["name"]
+    if entry.get("batch_sizes"):
+        return run_batch_curve(entry, plan_dir, folder)
     if resume and (folder / "run.json").is_file():
         store = RunStore.resume(folder)
         plan = store.plan
@@ -100,6 +105,55 @@ def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: boo
     start = time.perf_counter()
     summary, _ = run_compare(plan, store, progress=say, on_event=progress)
     return headline(entry, summary, time.perf_counter() - start, folder)
+
+
+def run_batch_curve(entry: dict[str, Any], plan_dir: Path, folder: Path) -> dict:
+    """A comparison with `batch_sizes`: `compare --batch-size` (compare/batching.py), written to
+    <folder>/summary.json (decbench/batch-compare/v1) with the curve in <folder>/curve.png."""
+    profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
+    suite = get_suite(entry.get("suite", "spec-bench-mini"))
+    suite = suite.select(entry.get("categories"), entry.get("limit"))
+    plan = make_plan(
+        profiles,
+        suite,
+        baseline=entry.get("baseline"),
+        repeat=entry.get("repeat", 1),
+        warmup=entry.get("warmup", 1),
+    )
+    start = time.perf_counter()
+    summary = run_batch_compare(plan, sorted(set(entry["batch_sizes"])), say)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / "summary.json", summary)
+    try:
+        plot_batch_curve(summary, folder / "curve.png")
+    except ConfigError as e:  # matplotlib is an optional extra
+        say(f"  no curve plot: {e}")
+    rows = {}
+    for profile in summary["profiles"]:
+        label = profile["label"]
+        per_size = summary["results"][label]
+        rows[label] = {
+            "method": profile["method"],
+            "tokens_per_s": {b: e["tokens_per_s"] for b, e in per_size.items()},
+            "speedup_median": {
+                b: e["speedup"]["median"] if e["speedup"] else None for b, e in per_size.items()
+            },
+            "identical_to_batch1": {b: e["identical_to_batch1"] for b, e in per_size.items()},
+            "crossover": summary["crossover"].get(label),
+        }
+    return {
+        "name": entry["name"],
+        "about": entry.get("about", ""),
+        "baseline": summary["baseline"],
+        "suite": summary["suite"]["name"],
+        "prompts": summary["suite"]["count"],
+        "max_new_tokens": entry["max_new_tokens"],
+        "repeat": summary["repeat"],
+        "batch_sizes": summary["batch_sizes"],
+        "wall_s": time.perf_counter() - start,
+        "summary": str(folder / "summary.json"),
+        "profiles": rows,
+    }
 
 
 def headline(entry: dict[str, Any], summary: dict[str, Any], seconds: float, folder: Path) -> dict:
@@ -156,9 +210,36 @@ def headline(entry: dict[str, Any], summary: dict[str, Any], seconds: float, fol
     return result
 
 
+def print_curve(r: dict[str, Any]) -> None:
+    sizes = [str(b) for b in r["batch_sizes"]]
+    print(f"  speedup vs {r['baseline']} at the same batch size (tok/s in brackets)")
+    print(f"  {'profile':<14}" + "".join(f"{'B=' + b:>18}" for b in sizes) + "  identical")
+    for label, row in r["profiles"].items():
+        cells = []
+        for b in sizes:
+            speed = row["speedup_median"][b]
+            text = "base" if speed is None else f"{speed:.2f}x"
+            cells.append(f"{text} ({row['tokens_per_s'][b]:.1f})")
+        same = min((v for v in row["identical_to_batch1"].values() if v is not None), default=None)
+        exact = "" if same is None else f"{same:.0%}"
+        print(f"  {label:<14}" + "".join(f"{c:>18}" for c in cells) + f"  {exact:>9}")
+        cross = row["crossover"]
+        if cross:
+            where = (
+                f"pays at every size up to {cross['pays_up_to']}"
+                if cross["below_1_at"] is None
+                else f"below 1.0x from B={cross['below_1_at']} (crossing near {cross['estimate']})"
+            )
+            print(f"  {'':<14}{where}")
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         print(f"\n{r['name']}: {r['about']}")
+        if "batch_sizes" in r:
+            print(f"  {r['prompts']} prompts ({r['suite']}), max {r['max_new_tokens']} new tokens")
+            print_curve(r)
+            continue
         print(
             f"  {r['prompts']} prompts ({r['suite']}), max {r['max_new_tokens']} new tokens, baseline {r['baseline']}"
         )
@@ -192,6 +273,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, help="Override every comparison's repeat.")
     parser.add_argument("--threads", type=int, help="Override every comparison's torch threads.")
     parser.add_argument("--resume", action="store_true", help="Continue interrupted comparisons.")
+    parser.add_argument("--limit", type=int, help="Override every comparison's prompts/category.")
+    parser.add_argument("--max-new-tokens", type=int, help="Override every max_new_tokens.")
+    parser.add_argument("--batch-sizes", help="Override batch curves' sizes, e.g. 1,2.")
     args = parser.parse_args()
     try:
         _, comparisons = read_plan(args.plan)
@@ -206,6 +290,12 @@ def main() -> int:
                 entry["repeat"] = args.repeat
             if args.threads is not None:
                 entry["threads"] = args.threads
+            if args.limit is not None:
+                entry["limit"] = args.limit
+            if args.max_new_tokens is not None:
+                entry["max_new_tokens"] = args.max_new_tokens
+            if args.batch_sizes and entry.get("batch_sizes"):
+                entry["batch_sizes"] = [int(b) for b in args.batch_sizes.split(",")]
             say(f"bench: {entry['name']} ({', '.join(entry['profiles'])})")
             results.append(run_comparison(entry, args.plan.parent, args.out, args.resume))
         index = {

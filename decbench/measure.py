@@ -23,7 +23,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
@@ -34,6 +34,8 @@ from decbench.results import GenerationResult
 
 if TYPE_CHECKING:
     from decbench.run import Session
+
+T = TypeVar("T")
 
 WARMUP_TOKENS = 16  # a warm-up run decodes at most this many tokens
 
@@ -88,15 +90,37 @@ def warm_up(session: Session, request: Request) -> None:
     session.decoder.generate(dataclasses.replace(request, generation=generation, on_tokens=None))
 
 
-def measure_call(target: ModelRunner, call: Callable[[], GenerationResult]) -> Measurement:
-    """`call()` (one decode on `target`), timed and counted as `measure` does."""
+def timed(target: ModelRunner, call: Callable[[], T]) -> tuple[T, float, int]:
+    """`call()` on `target`: its value, its wall time (device synchronised on both sides) and
+    the target's forwards during it."""
     with counting_forwards(target.model) as forwards:
         target.synchronize()
         t0 = time.perf_counter()
-        result = call()
+        value = call()
         target.synchronize()
         wall = time.perf_counter() - t0
-    return Measurement(result, wall, forwards.calls)
+    return value, wall, forwards.calls
+
+
+def measure_call(target: ModelRunner, call: Callable[[], GenerationResult]) -> Measurement:
+    """`call()` (one decode on `target`), timed and counted as `measure` does."""
+    return Measurement(*timed(target, call))
+
+
+@dataclass
+class BatchMeasurement:
+    results: list[GenerationResult]  # in request order
+    wall_s: float  # the whole batch, device synchronised on both sides
+    forward_calls: int  # batched target forwards (one per step for all live rows)
+
+
+def measure_batch(session: Session, requests: list[Request]) -> BatchMeasurement:
+    """Decode `requests` as one ragged batch (decbench/decoders/batch.py; one request: a plain
+    generate), timed and counted as `measure` does."""
+    decoder = session.decoder
+    if len(requests) == 1:
+        return BatchMeasurement(*timed(session.target, lambda: [decoder.generate(requests[0])]))
+    return BatchMeasurement(*timed(session.target, lambda: decoder.generate_batch(requests)))
 
 
 @torch.inference_mode()

@@ -141,3 +141,33 @@ def sampled_joint(decoder: Decoder, samples: int = SAMPLED) -> tuple[torch.Tenso
         counts[(t2 * VOCAB + t3) * VOCAB + t4] += 1
         accepted += sum(step.accepted for step in result.steps)
     return counts, accepted
+
+
+# -- batch > 1 ----------------------------------------------------------------------------------
+BATCH_PROMPTS = [PROMPTS[0], PROMPTS[1][:5], PROMPTS[2] + PROMPTS[0]]  # 3 different lengths
+BATCH_LENGTHS = (20, 7, 24)  # and different budgets: rows finish at different steps
+
+
+def batching_methods() -> list[type[Decoder]]:
+    """Every registered method that declares `batches` (sample included: it samples)."""
+    return [cls for cls in all_decoders() if cls.spec.batches]
+
+
+def assert_batch_equals_single(
+    decoder: Decoder,
+    fresh: Callable[[], Decoder],
+    prompts: list[list[int]] = BATCH_PROMPTS,
+    lengths: tuple[int, ...] = BATCH_LENGTHS,
+    sampling=None,
+) -> list[GenerationResult]:
+    """One ragged batch of the prompts gives, row by row, the tokens and finish reason that each
+    prompt gives alone on a fresh decoder of the same method (so proposer state cannot leak from
+    one run into the other), and every row's trace accounts for its tokens."""
+    requests = [make_request(p, n, sampling) for p, n in zip(prompts, lengths, strict=True)]
+    batched = decoder.generate_batch(requests)
+    for request, got in zip(requests, batched, strict=True):
+        alone = fresh().generate(request)
+        assert got.token_ids == alone.token_ids, (decoder.spec.name, request.prompt_ids)
+        assert got.finish_reason == alone.finish_reason
+        assert sum(s.emitted for s in got.steps) == len(got.token_ids)
+    return batched

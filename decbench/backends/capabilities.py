@@ -16,9 +16,10 @@ from decbench.errors import ConfigError
 HIDDEN_STATES = "hidden states"  # forward(hidden=True): the last layer's hidden states
 TORCH_MODEL = "a torch model"  # runner.model is the transformers module (cache objects, generate)
 LLAMA_CPP = "a llama.cpp context"  # llama.cpp's own high-level generate on the same GGUF
+RAGGED_BATCHES = "ragged batches"  # forward(past_mask=...), gather_slots, select_rows (batch > 1)
 
 BACKENDS: dict[str, frozenset[str]] = {
-    "transformers": frozenset({HIDDEN_STATES, TORCH_MODEL}),
+    "transformers": frozenset({HIDDEN_STATES, TORCH_MODEL, RAGGED_BATCHES}),
     "llama.cpp": frozenset({LLAMA_CPP}),
 }
 

@@ -8,6 +8,7 @@ what lets one speculative engine serve every proposer on stock transformers mode
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,18 @@ class ModelRunner:
         self.cache = DynamicCache(config=self.model.config)
         self.forward_calls = 0
 
-    def prefill(self, ids: torch.Tensor, all_logits: bool = False, hidden: bool = False):
+    def prefill(
+        self,
+        ids: torch.Tensor,  # [batch, n]
+        all_logits: bool = False,
+        hidden: bool = False,
+        positions: torch.Tensor | None = None,  # [batch, n]; default arange(n)
+        tree_mask: torch.Tensor | None = None,  # [batch, n, n] bool (left-padded batches)
+    ):
         """Run the prompt `ids` [batch, n] into a fresh cache. Returns logits of the last position
         ([batch, 1, vocab]) or of all positions."""
         self.reset()
-        return self.forward(ids, all_logits=all_logits, hidden=hidden)
+        return self.forward(ids, positions, tree_mask, all_logits=all_logits, hidden=hidden)
 
     @torch.inference_mode()
     def forward(
@@ -100,9 +108,11 @@ class ModelRunner:
         | None = None,  # [batch, n, n] bool: new token i may see new token j
         all_logits: bool = True,
         hidden: bool = False,
+        past_mask: torch.Tensor | None = None,  # [batch, past] bool: cached slots each row sees
     ) -> ForwardOutput:
         """One forward over new tokens. `tree_mask` replaces the causal mask among the new tokens;
-        every new token always sees the whole cache."""
+        every new token sees the whole cache, or, in a ragged batch (backends/ragged.py), the
+        slots `past_mask` marks valid for its row."""
         if self.cache is None:
             self.reset()
         ids = ids.to(self.device)
@@ -111,8 +121,12 @@ class ModelRunner:
         if positions is None:
             positions = torch.arange(past, past + n, device=self.device).expand(batch, n)
         kwargs = {}
+        if past_mask is not None and tree_mask is None:
+            tree_mask = torch.ones(n, n, dtype=torch.bool).tril().expand(batch, n, n)
         if tree_mask is not None:
-            kwargs["attention_mask"] = self._additive_mask(tree_mask.to(self.device), past)
+            kwargs["attention_mask"] = self._additive_mask(
+                tree_mask.to(self.device), past, past_mask
+            )
         with final_hidden(self.model, hidden) as states:
             out = self.model(
                 input_ids=ids,
@@ -126,11 +140,16 @@ class ModelRunner:
         self.forward_calls += 1
         return ForwardOutput(logits=out.logits.float(), hidden=states[0] if hidden else None)
 
-    def _additive_mask(self, tree_mask: torch.Tensor, past: int) -> torch.Tensor:
-        """[batch, n, n] bool -> [batch, 1, n, past + n] additive float mask (0 = attend)."""
+    def _additive_mask(
+        self, tree_mask: torch.Tensor, past: int, past_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[batch, n, n] bool (and [batch, past] valid slots) -> [batch, 1, n, past + n]
+        additive float mask (0 = attend)."""
         batch, n, _ = tree_mask.shape
         seen = torch.ones(batch, n, past + n, dtype=torch.bool, device=tree_mask.device)
         seen[:, :, past:] = tree_mask
+        if past_mask is not None:
+            seen[:, :, :past] = past_mask.to(seen.device)[:, None, :]
         dtype = self.model.dtype
         mask = torch.zeros(seen.shape, dtype=dtype, device=seen.device)
         mask.masked_fill_(~seen, torch.finfo(dtype).min)
@@ -165,8 +184,41 @@ class ModelRunner:
             layer.keys = layer.keys.index_select(-2, index)
             layer.values = layer.values.index_select(-2, index)
 
+    @torch.inference_mode()
+    def gather_slots(self, index: torch.Tensor) -> None:
+        """Ragged compaction: row b keeps cache slots `index[b]` ([batch, m]), in that order, and
+        nothing else. Rows of a batch keep their own slots, so this is a gather, not a slice."""
+        if self.cache is None:
+            return
+        index = index.to(self.device).long()
+        for layer in self._layers():
+            batch, heads, _, dim = layer.keys.shape
+            spread = index[:, None, :, None].expand(batch, heads, index.shape[1], dim)
+            layer.keys = layer.keys.gather(2, spread)
+            layer.values = layer.values.gather(2, spread)
+
+    @torch.inference_mode()
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows `rows` ([b'], in that order): finished sequences leave."""
+        if self.cache is None:
+            return
+        rows = rows.to(self.device).long()
+        for layer in self._layers():
+            layer.keys = layer.keys.index_select(0, rows)
+            layer.values = layer.values.index_select(0, rows)
+
     def synchronize(self) -> None:
         synchronize(self.device)
+
+
+def fork_runner(runner: ModelRunner) -> ModelRunner:
+    """A second handle on the same loaded model (weights shared, nothing copied) with a cache
+    and a timer of its own: one draft cache per row of a batch."""
+    fork = copy.copy(runner)
+    fork.cache = None
+    fork.timer = PhaseTimer(runner.device)
+    fork.forward_calls = 0
+    return fork
 
 
 @contextlib.contextmanager

@@ -179,12 +179,19 @@ class StaticRunner(ModelRunner):
             self.cache.length = 0
         self.forward_calls = 0
 
-    def prefill(self, ids: torch.Tensor, all_logits: bool = False, hidden: bool = False):
+    def prefill(
+        self,
+        ids: torch.Tensor,  # [batch, n]
+        all_logits: bool = False,
+        hidden: bool = False,
+        positions: torch.Tensor | None = None,  # [batch, n]; default arange(n)
+        tree_mask: torch.Tensor | None = None,  # [batch, n, n] bool (left-padded batches)
+    ):
         ids = ids.to(self.device)
         self._allocate(ids.shape[0], max(self.reserved, ids.shape[1]))
         self.reserved = 0
         self.forward_calls = 0
-        return self.forward(ids, all_logits=all_logits, hidden=hidden)
+        return self.forward(ids, positions, tree_mask, all_logits=all_logits, hidden=hidden)
 
     @torch.inference_mode()
     def forward(
@@ -194,6 +201,7 @@ class StaticRunner(ModelRunner):
         tree_mask: torch.Tensor | None = None,  # [batch, n, n] bool: token i may see token j
         all_logits: bool = True,
         hidden: bool = False,
+        past_mask: torch.Tensor | None = None,  # [batch, past] bool: cached slots each row sees
     ) -> ForwardOutput:
         ids = ids.to(self.device)
         batch, n = ids.shape
@@ -213,7 +221,7 @@ class StaticRunner(ModelRunner):
             ids = torch.cat([ids, ids[:, -1:].expand(batch, width - n)], dim=1)
             positions = torch.cat([positions, positions[:, -1:].expand(batch, width - n)], dim=1)
         cache.slots = torch.arange(past, past + width, device=self.device)
-        mask = self._mask(past, n, width, tree_mask)
+        mask = self._mask(past, n, width, tree_mask, past_mask)
         # fresh contiguous inference tensors: compiled graphs guard strides and dispatch keys
         dense = torch.contiguous_format
         ids, positions = ids.clone(memory_format=dense), positions.clone(memory_format=dense)
@@ -291,9 +299,17 @@ class StaticRunner(ModelRunner):
             return 0
         return next((b for b in BUCKETS if b >= n), 0)
 
-    def _mask(self, past: int, n: int, width: int, tree_mask: torch.Tensor | None):
-        """[batch, 1, width, capacity] bool: every row sees slots [0, past); new token i sees
-        new token j when j <= i (or as `tree_mask` says); padding rows see causally."""
+    def _mask(
+        self,
+        past: int,
+        n: int,
+        width: int,
+        tree_mask: torch.Tensor | None,
+        past_mask: torch.Tensor | None = None,  # [batch, past] bool
+    ):
+        """[batch, 1, width, capacity] bool: every row sees slots [0, past) (in a ragged batch
+        only those `past_mask` marks valid); new token i sees new token j when j <= i (or as
+        `tree_mask` says); padding rows see causally."""
         cache = self.cache
         batch = cache.batch
         slots = torch.arange(cache.capacity, device=self.device)
@@ -303,6 +319,8 @@ class StaticRunner(ModelRunner):
         mask = mask.contiguous()
         if tree_mask is not None:
             mask[:, 0, :n, past : past + n] = tree_mask.to(self.device, torch.bool)
+        if past_mask is not None:
+            mask[:, 0, :, :past] &= past_mask.to(self.device, torch.bool)[:, None, :]
         if self._compiled is not None:
             torch._dynamo.maybe_mark_dynamic(mask, 3)
         return mask
@@ -345,18 +363,39 @@ class StaticRunner(ModelRunner):
         kv[..., start : start + m, :] = kv.index_select(-2, start + keep)
         self.cache.length = start + m
 
+    @torch.inference_mode()
+    def gather_slots(self, index: torch.Tensor) -> None:
+        """Ragged compaction: row b keeps slots `index[b]` ([batch, m]) at slots [0, m), every
+        layer in one gather; the valid length becomes m."""
+        if self.cache is None:
+            return
+        kv = self.cache.kv  # [2, layers, batch, kv_heads, capacity, dim]
+        index = index.to(self.device).long()
+        m = index.shape[1]
+        two, layers, batch, heads, _, dim = kv.shape
+        spread = index[None, None, :, None, :, None].expand(two, layers, batch, heads, m, dim)
+        kv[..., :m, :] = kv.gather(4, spread)
+        self.cache.length = m
+
+    @torch.inference_mode()
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows `rows` ([b'], in that order): finished sequences leave."""
+        if self.cache is not None:
+            self.cache._take(rows.to(self.device).long())
+
     # -- warm-up -------------------------------------------------------------------------------
-    def warm_up(self, length: int = 1) -> float:
-        """Compile every bucket for a cache that holds `length` positions (outside any timing);
-        returns the seconds it took."""
+    def warm_up(self, length: int = 1, batch: int = 1) -> float:
+        """Compile every bucket for `batch` rows and a cache that holds `length` positions
+        (outside any timing); returns the seconds it took. A ragged batch shrinks as its rows
+        finish, so `compare --batch-size` warms every batch width up to the largest."""
         if self._compiled is None:
             return 0.0
-        self._allocate(1, max(length, 1))
+        self._allocate(batch, max(length, 1))
         before = self.compile_s
         for bucket in BUCKETS:
             if self._compiled is None:
                 break
-            ids = torch.zeros(1, bucket, dtype=torch.long, device=self.device)
+            ids = torch.zeros(batch, bucket, dtype=torch.long, device=self.device)
             self.cache.length = 0
             self.forward(ids)
         self.cache.length = 0

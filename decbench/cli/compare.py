@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from decbench.cli import options as o
+from decbench.cli.batch_render import batch_footnote, batch_table
 from decbench.cli.compare_render import (
     constraint_table,
     divergences,
@@ -20,7 +21,8 @@ from decbench.cli.compare_render import (
 from decbench.cli.output import Mode, Output
 from decbench.cli.progress import ProgressDisplay
 from decbench.compare import RunStore, check_same_plan, make_plan, run_compare, summarize
-from decbench.compare.plot import plot_speedups
+from decbench.compare.batching import check_batch_plan, parse_batch_sizes, run_batch_compare
+from decbench.compare.plot import plot_batch_curve, plot_speedups
 from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
 from decbench.compare.store import read_plan
 from decbench.errors import ConfigError
@@ -48,11 +50,15 @@ Examples:
 
   decbench compare greedy pld recycling --suite json-extraction --json-schema sample
 
+  decbench compare greedy pld eagle --batch-size 1,4 --suite spec-bench-mini --plot curve.png
+
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
 outputs token-identical to the baseline with the first divergence index, and peak memory.
 Profiles run interleaved prompt by prompt after a warm-up; flags such as --max-new-tokens
-apply to every profile.
+apply to every profile. With --batch-size the prompts run in groups of B as ragged batches:
+tokens/s, per-request latency and speedup against the baseline at the same B, and whether every
+output equals the method's batch-1 output (first divergence and logit margin where not).
 """
 
 MethodsOpt = Annotated[
@@ -109,6 +115,14 @@ def compare(
             help="Merge the run folders given as arguments (same plan) into --output DIR.",
         ),
     ] = False,
+    batch_size: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-size",
+            help="Batch sizes, e.g. 1,2,4,8: throughput, latency and speedup per method and "
+            "size, with --plot drawing speedup against batch size.",
+        ),
+    ] = None,
     json_out: o.JsonOpt = False,
     flags: o.ProfileFlags | None = None,
 ) -> None:
@@ -127,6 +141,25 @@ def compare(
         "baseline": baseline,
         "flags": flags,
     }
+    if batch_size is not None:
+        for flag, given in (("--output", output), ("--resume", resume), ("--shard", shard)):
+            if given is not None:
+                raise ConfigError(f"--batch-size runs in memory; drop {flag} (use --json > FILE)")
+        if merge or show:
+            raise ConfigError("--batch-size takes neither --merge nor --show")
+        sizes = parse_batch_sizes(batch_size)
+        plan = _plan(**wanted)
+        check_batch_plan(plan)
+        summary = run_batch_compare(plan, sizes, out.progress)
+        if plot is not None:
+            plot_batch_curve(summary, plot)
+            out.info(f"plot: {plot}")
+        if json_out:
+            out.data(summary)
+            return
+        out.show(batch_table(summary))
+        out.info(batch_footnote(summary))
+        return
     shaping = bool(profiles or methods or suite or category or limit or repeat != 1)
     shaping = shaping or flags.given
     if merge:

@@ -52,5 +52,7 @@ def methods(json_out: o.JsonOpt = False) -> None:
             about += (
                 "\n[dim]honours a \\[constraint] (--json-schema, --regex, --grammar, --allow)[/dim]"
             )
+        if row["batches"]:
+            about += "\n[dim]runs at batch > 1 (compare --batch-size)[/dim]"
         table.add_row(row["name"], lossless, about, params)
     out.show(table)

@@ -69,3 +69,42 @@ def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def plot_batch_curve(summary: dict[str, Any], path: Path) -> Path:
+    """`compare --batch-size ... --plot`: median speedup against the baseline (same batch size)
+    versus batch size, one line per method, with the min-max range shaded, against 1×."""
+    if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
+        raise ConfigError(f"--plot {path}: use a .png, .svg or .pdf file name")
+    plt = _matplotlib()
+    labels = [p["label"] for p in summary["profiles"] if p["label"] != summary["baseline"]]
+    if not labels:
+        raise ConfigError("--plot needs at least one profile besides the baseline")
+    sizes = summary["batch_sizes"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label in labels:
+        stats = [summary["results"][label][str(size)]["speedup"] for size in sizes]
+        points = [(s, st) for s, st in zip(sizes, stats, strict=True) if st]
+        xs = [s for s, _ in points]
+        (line,) = ax.plot(xs, [st["median"] for _, st in points], marker="o", label=label)
+        low, high = [st["min"] for _, st in points], [st["max"] for _, st in points]
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(f"speedup vs {summary['baseline']} at the same batch size")
+    env = summary["environment"]
+    ax.set_title(
+        f"{summary['suite']['name']} · {env.get('model')} · {env['device']} {env['dtype']}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=150)
+    except OSError as e:
+        raise RunError(f"--plot: cannot write {path}: {e.strerror}") from e
+    finally:
+        plt.close(fig)
+    return path

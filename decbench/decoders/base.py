@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
+from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
 
@@ -31,6 +32,7 @@ class MethodSpec:
     diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
     requires: frozenset[str] = frozenset()  # runner capabilities beyond the common interface
     constraints: bool = False  # honours a [constraint] (masks every token it commits)
+    batches: bool = False  # decodes several requests as one ragged batch (`generate_batch`)
 
 
 @dataclass
@@ -85,3 +87,15 @@ class Decoder(ABC):
     @abstractmethod
     def generate(self, request: Request) -> GenerationResult:
         """Decode one request from a fresh cache."""
+
+    def plan(self, request: Request, row: int = 0) -> Any:
+        """For a method that `batches`: how `request` runs as row `row` of a batch (an
+        engine.RowPlan: its own proposer instance, acceptance rules, prefill options)."""
+        raise ConfigError(f"method '{self.spec.name}' runs at batch 1 only")
+
+    def generate_batch(self, requests: list[Request]) -> list[GenerationResult]:
+        """Decode `requests` together as one ragged batch (decoders/batch.py); each result is
+        the one `generate` gives for the request alone. Refused by methods that do not batch."""
+        from decbench.decoders.batch import decode_batch
+
+        return decode_batch(self, requests)

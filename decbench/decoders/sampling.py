@@ -8,6 +8,8 @@ from __future__ import annotations
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
+from decbench.decoders.speculative.batch_engine import NoDraft
+from decbench.decoders.speculative.engine import RowPlan
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
@@ -21,12 +23,21 @@ class Sample(Decoder):
         lossless=True,
         lossless_note="is the sampling reference: draws from the warped target distribution",
         constraints=True,
+        batches=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:
+        self._check(request)
+        return decode_autoregressive(self.spec.name, self.options, self.target, request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        """In a batch: the speculative loop with an empty draft, one draw per forward."""
+        self._check(request)
+        return RowPlan(NoDraft())
+
+    def _check(self, request: Request) -> None:
         if request.sampling.greedy:
             raise ConfigError(
                 "method 'sample' needs sampling.temperature > 0 (try --temperature 0.8); "
                 "use --method greedy for argmax decoding"
             )
-        return decode_autoregressive(self.spec.name, self.options, self.target, request)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.tree import TreeBuilder
 from decbench.errors import ConfigError
@@ -223,6 +223,7 @@ class Aded(Decoder):
         supports_tree=True,
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = AdedOptions
 
@@ -236,10 +237,15 @@ class Aded(Decoder):
                 raise ConfigError(f"method.{key} must be >= 0, got {getattr(options, key)}")
 
     def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = AdedProposer(self.options, request.prompt_ids)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
-        result.stats["proposer"] = {
-            "trigram_contexts": len(proposer.table.rows),
-            "trigram_entries": len(proposer.table),
-        }
-        return result
+
+        def finish(result: GenerationResult) -> None:
+            result.stats["proposer"] = {
+                "trigram_contexts": len(proposer.table.rows),
+                "trigram_entries": len(proposer.table),
+            }
+
+        return RowPlan(proposer, finish=finish)

@@ -23,10 +23,10 @@ import torch
 
 from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
-from decbench.backends.runner import ModelRunner
+from decbench.backends.runner import ModelRunner, fork_runner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
@@ -163,6 +163,7 @@ class SpeculativeDecoding(Decoder):
         emits_draft_probs=True,
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = DraftModelOptions
 
@@ -177,7 +178,14 @@ class SpeculativeDecoding(Decoder):
         if not 0.0 <= options.p_min < 1.0:
             raise ConfigError(f"method.p_min must be in [0, 1), got {options.p_min}")
         self.draft = load_draft(options.draft, target, ctx)
+        self.row_drafts: list[ModelRunner] = [self.draft]  # one draft cache per batch row
 
     def generate(self, request: Request) -> GenerationResult:
-        proposer = DraftModelProposer(self.draft, self.options)
-        return run_speculative(self.spec.name, self.options, self.target, proposer, request)
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        """Each batch row drafts on its own cache over the same draft weights (fork_runner);
+        the drafts run one row at a time."""
+        while len(self.row_drafts) <= row:
+            self.row_drafts.append(fork_runner(self.draft))
+        return RowPlan(DraftModelProposer(self.row_drafts[row], self.options))

@@ -26,7 +26,7 @@ from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
@@ -77,6 +77,7 @@ class Eagle(Decoder):
         "sampling",
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = EagleOptions
 
@@ -99,10 +100,16 @@ class Eagle(Decoder):
         self.record = record
 
     def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        """Each row chains on its own draft cache (EagleChain); the drafts run one row at a
+        time."""
         proposer = EagleProposer(EagleChain(self.draft, self.embed, self.rows), self.options.k)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
+        return RowPlan(proposer, finish=self._stats)
+
+    def _stats(self, result: GenerationResult) -> None:
         result.stats["proposer"] = {
             "vocab_subset": None if self.draft.subset is None else len(self.draft.subset),
             "draft_target": self.record.get("target"),
         }
-        return result

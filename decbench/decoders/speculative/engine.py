@@ -16,6 +16,9 @@ never be accepted (their target probability is 0), so proposers keep their own n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import torch
 
 from decbench.backends.runner import ModelRunner
@@ -33,6 +36,37 @@ from decbench.decoders.state import GenerationState
 from decbench.results import GenerationResult, TreeTrace
 from decbench.sampler import choose, greedy_tokens, make_generator, target_distribution
 from decbench.settings import SamplingSettings
+
+
+@dataclass
+class RowPlan:
+    """How a method runs one request: what `run_speculative` is called with, and what to add
+    to the result afterwards (proposer statistics). Decoders build one per request (`plan`),
+    so that a request runs alone (`run_plan`) or as one row of a batch (batch_engine.py)."""
+
+    proposer: Proposer
+    rule: SamplingRule = rejection_sampling
+    tree_rule: tree.TreeRule = tree.accept_sampling
+    observe_prefill: bool = False
+    finish: Callable[[GenerationResult], None] = field(default=lambda _result: None)
+
+
+def run_plan(
+    method: str, params: object, target: ModelRunner, plan: RowPlan, request: Request
+) -> GenerationResult:
+    """One request alone, as its plan says."""
+    result = run_speculative(
+        method,
+        params,
+        target,
+        plan.proposer,
+        request,
+        plan.rule,
+        plan.tree_rule,
+        plan.observe_prefill,
+    )
+    plan.finish(result)
+    return result
 
 
 def run_speculative(
@@ -63,39 +97,63 @@ def run_speculative(
     hidden = getattr(proposer, "wants_hidden", False)
     with timer.phase("prefill"):
         out = target.prefill(torch.tensor([prompt]), all_logits=observe_prefill, hidden=hidden)
-        prefill = out.logits
-    with timer.phase("sampling"):
-        first = choose(prefill[:, -1], sampling, [state.tokens], generator, state.allowed())[0]
-    state.record([], None, 0, first, False, state.commit([first]))
-    if observe_prefill:
-        with timer.phase("draft"):
-            seen = Draft(list(prompt[1:]))
-            proposer.observe(Feedback(0, 0, state.tokens, seen, prefill[0], None, prompt[0]))
-    if hidden:  # every prompt row, as if the prompt had been a verified chain
-        n = len(prompt) - 1
-        seen = Draft(list(prompt[1:]))
-        proposer.observe(Feedback(n, n, state.tokens, seen, None, None, prompt[0], out.hidden[0]))
-    del prefill, out  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
+    start_sequence(state, proposer, generator, out.logits[0], out.hidden, observe_prefill)
+    del out  # [1, n_prompt, vocab] under observe_prefill: not kept while decoding
 
     while not state.done:
         # 1. propose, never past the token budget (the bonus token needs one slot)
-        budget = state.remaining - 1
-        ctx = ProposerContext(state.tokens, state.prompt_len, budget, sampling, generator)
-        with timer.phase("draft"):
-            draft = proposer.propose(ctx) if budget > 0 else Draft([])
+        draft, masks = propose_step(proposer, state, generator)
 
         # 2.-4. verify in one target forward, accept, then append, emit and roll back
         if draft.is_tree:
-            draft = tree.prune_depth(draft, budget)
             feedback = tree_step(draft, state, generator, tree_rule, hidden)
         else:
-            draft.tokens = draft.tokens[: max(budget, 0)]
-            masks = constrain_chain(draft, state)
             feedback = chain_step(draft, state, generator, rule, hidden, masks)
 
         # 5. observe
         proposer.observe(feedback)
     return state.result()
+
+
+def start_sequence(
+    state: GenerationState,
+    proposer: Proposer,
+    generator: torch.Generator | None,
+    prefill: torch.Tensor,  # [n_prompt or 1, vocab] the prefill's logits for this sequence
+    prefill_hidden: torch.Tensor | None,  # [1, n_prompt, hidden] its hidden states, if asked for
+    observe_prefill: bool,
+) -> None:
+    """After the prefill: choose and commit the first token, and let the proposer observe the
+    prompt (see `run_speculative`). Shared with the ragged batch engine."""
+    prompt = state.request.prompt_ids
+    with state.timer.phase("sampling"):
+        allowed = state.allowed()
+        first = choose(prefill[-1:], state.request.sampling, [state.tokens], generator, allowed)[0]
+    state.record([], None, 0, first, False, state.commit([first]))
+    if observe_prefill:
+        with state.timer.phase("draft"):
+            seen = Draft(list(prompt[1:]))
+            proposer.observe(Feedback(0, 0, state.tokens, seen, prefill, None, prompt[0]))
+    if prefill_hidden is not None:  # every prompt row, as if the prompt had been a verified chain
+        n = len(prompt) - 1
+        seen = Draft(list(prompt[1:]))
+        rows = prefill_hidden[0]
+        proposer.observe(Feedback(n, n, state.tokens, seen, None, None, prompt[0], rows))
+
+
+def propose_step(
+    proposer: Proposer, state: GenerationState, generator: torch.Generator | None
+) -> tuple[Draft, torch.Tensor | None]:
+    """Step 1: the proposer's draft, cut to the token budget (the bonus token needs one slot)
+    and, for chains under a constraint, to its allowed prefix; with the chain's masks."""
+    budget = state.remaining - 1
+    ctx = ProposerContext(state.tokens, state.prompt_len, budget, state.request.sampling, generator)
+    with state.timer.phase("draft"):
+        draft = proposer.propose(ctx) if budget > 0 else Draft([])
+    if draft.is_tree:
+        return tree.prune_depth(draft, budget), None
+    draft.tokens = draft.tokens[: max(budget, 0)]
+    return draft, constrain_chain(draft, state)
 
 
 def chain_step(
@@ -106,23 +164,52 @@ def chain_step(
     hidden: bool = False,
     masks: torch.Tensor | None = None,  # [k+1, vocab] bool: a constraint's masks per row
 ) -> Feedback:
-    target, timer, sampling = state.target, state.timer, state.request.sampling
+    target, timer = state.target, state.timer
 
     # 2. verify: one target forward over the pending token and the draft
     pending = state.tokens[-1]
     ids = torch.tensor([[pending, *draft.tokens]])
     with timer.phase("verify"):
         out = target.forward(ids, hidden=hidden)
-        logits = out.logits[0]  # [k+1, vocab]
+    logits = out.logits[0]  # [k+1, vocab]
 
-    # 3. accept
-    with timer.phase("accept"):
-        verdict = accept(draft, logits, state.tokens, sampling, generator, rule, masks)
-
-    # 4. append, emit, roll back the rejected suffix from the cache
-    emitted = state.commit([*draft.tokens[: verdict.accepted], verdict.bonus])
+    # 3. accept, 4. append and emit, then roll back the rejected suffix from the cache
+    verdict, emitted = settle_chain(draft, state, logits, generator, rule, masks)
     with timer.phase("rollback"):
         target.crop(len(state.tokens) - 1)
+    states = out.hidden[0] if hidden else None
+    return record_chain(draft, state, verdict, emitted, logits, pending, states)
+
+
+def settle_chain(
+    draft: Draft,
+    state: GenerationState,
+    logits: torch.Tensor,  # [k+1, vocab] the verify forward's target logits for this sequence
+    generator: torch.Generator | None,
+    rule: SamplingRule,
+    masks: torch.Tensor | None = None,  # [k+1, vocab] bool: a constraint's masks per row
+) -> tuple[Verdict, int]:
+    """Steps 3 and 4 of a chain, without the cache: accept, then commit the accepted tokens and
+    the bonus token. Returns the verdict and how many tokens were committed (a stop rule may
+    cut them short). The ragged batch engine shares this with `chain_step`."""
+    with state.timer.phase("accept"):
+        verdict = accept(
+            draft, logits, state.tokens, state.request.sampling, generator, rule, masks
+        )
+    emitted = state.commit([*draft.tokens[: verdict.accepted], verdict.bonus])
+    return verdict, emitted
+
+
+def record_chain(
+    draft: Draft,
+    state: GenerationState,
+    verdict: Verdict,
+    emitted: int,
+    logits: torch.Tensor,  # [k+1, vocab]
+    pending: int,
+    states: torch.Tensor | None,  # [k+1, hidden] the target's last hidden states, if asked for
+) -> Feedback:
+    """The step's trace entry (after the rollback, so its time is in it) and the feedback."""
     state.record(
         draft.tokens,
         draft.probs_of_tokens(),
@@ -131,7 +218,6 @@ def chain_step(
         verdict.recovered,
         emitted,
     )
-    states = out.hidden[0] if hidden else None
     accepted = verdict.accepted
     return Feedback(len(draft.tokens), accepted, state.tokens, draft, logits, None, pending, states)
 
@@ -143,26 +229,53 @@ def tree_step(
     rule: tree.TreeRule,
     hidden: bool = False,
 ) -> Feedback:
-    target, timer, sampling = state.target, state.timer, state.request.sampling
+    target, timer = state.target, state.timer
     past, pending = target.cache_len, state.tokens[-1]
 
     # 2. verify: one target forward over the pending token, every tree node and the side branch
     block = tree.flatten(draft, pending, past)
     with timer.phase("verify"):
         out = target.forward(block.ids, block.positions, block.mask, hidden=hidden)
-        logits = out.logits[0]  # [1+n+m, vocab]
+    logits = out.logits[0]  # [1+n+m, vocab]
 
-    # 3. accept the longest path the target agrees with (and the constraint allows)
-    masks = tree_masks(draft, state)
-    with timer.phase("accept"):
-        verdict = accept_tree(draft, logits, state.tokens, sampling, generator, rule, masks)
-
-    # 4. append, emit, compact the cache to the accepted path (and cut it at a stop)
-    path_tokens = [draft.tokens[node] for node in verdict.path]
-    emitted = state.commit([*path_tokens, verdict.bonus])
+    # 3. accept the longest path the target agrees with (and the constraint allows), 4. append
+    # and emit, then compact the cache to the accepted path (and cut it at a stop)
+    verdict, emitted = settle_tree(draft, state, logits, generator, rule)
     with timer.phase("rollback"):
         target.compact(past, tree.compact_keep(verdict.path))
         target.crop(len(state.tokens) - 1)
+    states = out.hidden[0] if hidden else None
+    return record_tree(draft, state, verdict, emitted, logits, pending, states)
+
+
+def settle_tree(
+    draft: Draft,
+    state: GenerationState,
+    logits: torch.Tensor,  # [1+n+m, vocab] the verify forward's target logits for this sequence
+    generator: torch.Generator | None,
+    rule: tree.TreeRule,
+) -> tuple[tree.TreeVerdict, int]:
+    """Steps 3 and 4 of a tree, without the cache (shared with the ragged batch engine)."""
+    masks = tree_masks(draft, state)
+    with state.timer.phase("accept"):
+        verdict = accept_tree(
+            draft, logits, state.tokens, state.request.sampling, generator, rule, masks
+        )
+    path_tokens = [draft.tokens[node] for node in verdict.path]
+    emitted = state.commit([*path_tokens, verdict.bonus])
+    return verdict, emitted
+
+
+def record_tree(
+    draft: Draft,
+    state: GenerationState,
+    verdict: tree.TreeVerdict,
+    emitted: int,
+    logits: torch.Tensor,  # [1+n+m, vocab]
+    pending: int,
+    states: torch.Tensor | None,  # [1+n+m, hidden] the target's last hidden states, if asked for
+) -> Feedback:
+    """The step's trace entry (after the compaction, so its time is in it) and the feedback."""
     branch = tree.best_branch(draft, verdict.path)
     trace = TreeTrace(
         list(draft.tokens),
@@ -173,7 +286,6 @@ def tree_step(
     drafted = [draft.tokens[node] for node in branch]
     accepted = len(verdict.path)
     state.record(drafted, None, accepted, verdict.bonus, verdict.recovered, emitted, trace)
-    states = out.hidden[0] if hidden else None
     path = verdict.path
     return Feedback(len(drafted), accepted, state.tokens, draft, logits, path, pending, states)
 

@@ -34,7 +34,7 @@ import torch
 
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, SideBranch
 from decbench.decoders.speculative.tree import TreeBuilder
 from decbench.errors import ConfigError
@@ -167,6 +167,7 @@ class Lookahead(Decoder):
         supports_tree=True,
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = LookaheadOptions
 
@@ -179,11 +180,16 @@ class Lookahead(Decoder):
             raise ConfigError(f"method.ngram must be >= 2, got {options.ngram}")
 
     def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = LookaheadProposer(self.options, request.prompt_ids)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
-        result.stats["proposer"] = {
-            "pool_ngrams": len(proposer.pool),
-            "pool_keys": len(proposer.pool.table),
-            "window_tokens": self.options.window * (self.options.ngram - 1),
-        }
-        return result
+
+        def finish(result: GenerationResult) -> None:
+            result.stats["proposer"] = {
+                "pool_ngrams": len(proposer.pool),
+                "pool_keys": len(proposer.pool.table),
+                "window_tokens": self.options.window * (self.options.ngram - 1),
+            }
+
+        return RowPlan(proposer, finish=finish)

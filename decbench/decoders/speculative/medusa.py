@@ -29,7 +29,7 @@ from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.decoders.speculative.typical import typical_rule
 from decbench.drafts.medusa import MedusaHeads, load_heads
@@ -102,6 +102,7 @@ class Medusa(Decoder):
         supports_tree=True,
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = MedusaOptions
 
@@ -130,17 +131,19 @@ class Medusa(Decoder):
         return options.acceptance == "exact"
 
     def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = MedusaProposer(self.heads, self.rows, self.options)
         rule = tree.accept_sampling
         if self.options.acceptance == "typical":
             rule = typical_rule(self.options.posterior_threshold, self.options.posterior_alpha)
-        result = run_speculative(
-            self.spec.name, self.options, self.target, proposer, request, tree_rule=rule
-        )
+        return RowPlan(proposer, tree_rule=rule, finish=self._stats)
+
+    def _stats(self, result: GenerationResult) -> None:
         result.stats["proposer"] = {
             "heads": len(self.heads.blocks),
             "vocab_subset": None if self.heads.subset is None else len(self.heads.subset),
             "heads_target": self.record.get("target"),
             "acceptance": self.options.acceptance,
         }
-        return result

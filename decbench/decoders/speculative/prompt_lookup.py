@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
@@ -77,6 +77,7 @@ class PromptLookup(Decoder):
         lossless_note="exact match under greedy; one-hot rejection sampling under sampling",
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = PromptLookupOptions
 
@@ -91,5 +92,7 @@ class PromptLookup(Decoder):
             )
 
     def generate(self, request: Request) -> GenerationResult:
-        proposer = PromptLookupProposer(self.options)
-        return run_speculative(self.spec.name, self.options, self.target, proposer, request)
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        return RowPlan(PromptLookupProposer(self.options))

@@ -33,7 +33,7 @@ from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import RowPlan, run_plan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
@@ -166,6 +166,7 @@ class TokenRecycling(Decoder):
         supports_tree=True,
         drafts=True,
         constraints=True,
+        batches=True,
     )
     Options = RecyclingOptions
 
@@ -181,12 +182,17 @@ class TokenRecycling(Decoder):
         self.matrix = AdjacencyMatrix(target.vocab_size, options.k)
 
     def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        """With `persist` the rows of a batch share (and all update) the one matrix."""
         if not self.options.persist:
             self.matrix = AdjacencyMatrix(self.target.vocab_size, self.options.k)
-        proposer = RecyclingProposer(self.matrix, self.template)
+        matrix = self.matrix
         warm = self.options.warm_start and len(request.prompt_ids) <= WARM_START_MAX
-        result = run_speculative(
-            self.spec.name, self.options, self.target, proposer, request, observe_prefill=warm
-        )
-        result.stats["proposer"] = {**self.matrix.stats(), "warm_started": warm}
-        return result
+
+        def finish(result: GenerationResult) -> None:
+            result.stats["proposer"] = {**matrix.stats(), "warm_started": warm}
+
+        proposer = RecyclingProposer(matrix, self.template)
+        return RowPlan(proposer, observe_prefill=warm, finish=finish)

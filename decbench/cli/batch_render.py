@@ -1,0 +1,89 @@
+"""Rich views of a batch-compare summary (`compare --batch-size`): one row per method and batch
+size, and where each method's speedup crosses 1.0. They read the summary and compute nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+
+def _speedup(entry: dict[str, Any]) -> str:
+    stats = entry["speedup"]
+    if stats is None:
+        return "base"
+    text = f"{stats['median']:.2f}×"
+    if stats["n"] > 1:
+        text += f"\n[dim]{stats['min']:.2f}–{stats['max']:.2f}[/dim]"
+    return text
+
+
+def _identical(entry: dict[str, Any]) -> str:
+    share = entry["identical_to_batch1"]
+    if share is None:
+        return "-"
+    text = f"{share:.0%}"
+    first = entry["divergences"][0] if entry["divergences"] else None
+    if first is not None:
+        tie = "near-tie" if first["near_tie"] else "NOT a near-tie"
+        text += f"\n[dim]≠ at {first['position']}, margin {first['margin']:.2g} ({tie})[/dim]"
+    return text
+
+
+def _ms(stats: dict[str, float] | None) -> str:
+    if not stats:
+        return "-"
+    return f"{stats['median'] * 1000:.0f}\n[dim]max {stats['max'] * 1000:.0f}[/dim]"
+
+
+def batch_table(summary: dict[str, Any]) -> Table:
+    """Per method and batch size: batch throughput, per-request latency, speedup against the
+    baseline at the same batch size, MAT, and the share of outputs equal to batch 1."""
+    table = Table(
+        title=f"{summary['suite']['name']} · speedup vs {summary['baseline']} per batch size",
+        box=box.SIMPLE_HEAD,
+    )
+    for name in ("method", "B", "tok/s", "latency ms", "speedup", "MAT", "= batch 1"):
+        table.add_column(name, justify="left" if name == "method" else "right")
+    for profile in summary["profiles"]:
+        label = profile["label"]
+        for size in summary["batch_sizes"]:
+            entry = summary["results"][label][str(size)]
+            mat = entry["mat"]
+            table.add_row(
+                label,
+                str(size),
+                f"{entry['tokens_per_s']:.1f}",
+                _ms(entry["latency_s"]),
+                _speedup(entry),
+                "-" if mat is None else f"{mat:.2f}",
+                _identical(entry),
+            )
+        table.add_section()
+    return table
+
+
+def batch_footnote(summary: dict[str, Any]) -> str:
+    """One line per method: up to which batch size it pays, where it crosses 1.0."""
+    lines = []
+    for label, cross in summary["crossover"].items():
+        if cross["below_1_at"] is None:
+            lines.append(
+                f"{label}: pays at every batch size measured (up to {cross['pays_up_to']})"
+            )
+        elif cross["pays_up_to"] is None:
+            lines.append(
+                f"{label}: slower than {summary['baseline']} from batch size {cross['below_1_at']}"
+            )
+        else:
+            lines.append(
+                f"{label}: pays up to batch size {cross['pays_up_to']}, below 1.0× at "
+                f"{cross['below_1_at']} (crossing near B ≈ {cross['estimate']})"
+            )
+    env = summary["environment"]
+    lines.append(
+        f"{env.get('cpu') or env['device']} · {env.get('threads', '?')} threads · {env['dtype']} · "
+        f"{summary['repeat']} repeat(s); latency: each request's batch start to its own finish"
+    )
+    return "\n".join(lines)
