@@ -34,7 +34,7 @@ from typing import Any
 
 from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import NEAR_TIE, step_logits
-from decbench.compare.harness import WARMUP_TOKENS, Contender, open_contenders
+from decbench.compare.harness import Contender, open_contenders
 from decbench.compare.stats import spread
 from decbench.constraints.build import SAMPLE
 from decbench.decoders.base import Request
@@ -42,7 +42,7 @@ from decbench.decoders.batch import check_batches
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
 from decbench.errors import ConfigError
-from decbench.measure import measure_batch
+from decbench.measure import WARMUP_TOKENS, measure_batch
 from decbench.results import GenerationResult
 
 SCHEMA_BATCH = "decbench/batch-compare/v1"
