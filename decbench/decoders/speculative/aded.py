@@ -28,13 +28,12 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.tree import TreeBuilder
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 Pair = tuple[int, int]
 
@@ -211,7 +210,7 @@ class AdedProposer:
 
 
 @register_decoder
-class Aded(Decoder):
+class Aded(PlannedDecoder):
     spec = MethodSpec(
         name="aded",
         summary="ADED: an adaptive tri-gram table drafts a tree by Monte Carlo tree search",
@@ -236,16 +235,13 @@ class Aded(Decoder):
             if getattr(options, key) < 0:
                 raise ConfigError(f"method.{key} must be >= 0, got {getattr(options, key)}")
 
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
-
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = AdedProposer(self.options, request.prompt_ids)
 
-        def finish(result: GenerationResult) -> None:
-            result.stats["proposer"] = {
+        def report() -> dict:
+            return {
                 "trigram_contexts": len(proposer.table.rows),
                 "trigram_entries": len(proposer.table),
             }
 
-        return RowPlan(proposer, finish=finish)
+        return RowPlan(proposer, report=report)

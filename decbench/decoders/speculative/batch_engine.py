@@ -171,6 +171,4 @@ def leave(rows: list[Row], batch: RaggedBatch, results: list[GenerationResult | 
 
 
 def finish(state: GenerationState, plan: RowPlan) -> GenerationResult:
-    result = state.result()
-    plan.finish(result)
-    return result
+    return plan.finish(state.result())

@@ -24,12 +24,11 @@ import torch
 from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner, fork_runner
-from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.base import DecoderContext, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError, check_choice
-from decbench.results import GenerationResult
 from decbench.sampler import draw, greedy_tokens, target_distribution
 
 SCHEDULES = ("constant", "heuristic")
@@ -152,7 +151,7 @@ def check_same_vocabulary(target: ModelRunner, draft: ModelRunner) -> None:
 
 
 @register_decoder
-class SpeculativeDecoding(Decoder):
+class SpeculativeDecoding(PlannedDecoder):
     spec = MethodSpec(
         name="speculative",
         summary="a draft model proposes k tokens, the target verifies them in one forward",
@@ -179,9 +178,6 @@ class SpeculativeDecoding(Decoder):
             raise ConfigError(f"method.p_min must be in [0, 1), got {options.p_min}")
         self.draft = load_draft(options.draft, target, ctx)
         self.row_drafts: list[ModelRunner] = [self.draft]  # one draft cache per batch row
-
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         """Each batch row drafts on its own cache over the same draft weights (fork_runner);

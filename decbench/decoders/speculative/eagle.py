@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from decbench.backends import kernels
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 
 @dataclass
@@ -65,7 +64,7 @@ class EagleProposer:
 
 
 @register_decoder
-class Eagle(Decoder):
+class Eagle(PlannedDecoder):
     spec = MethodSpec(
         requires=frozenset({HIDDEN_STATES, TORCH_MODEL}),
         name="eagle",
@@ -99,17 +98,14 @@ class Eagle(Decoder):
         self.rows = draft.rows(weight).to(target.device)
         self.record = record
 
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
-
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         """Each row chains on its own draft cache (EagleChain); the drafts run one row at a
         time."""
         proposer = EagleProposer(EagleChain(self.draft, self.embed, self.rows), self.options.k)
-        return RowPlan(proposer, finish=self._stats)
+        return RowPlan(proposer, report=self._report)
 
-    def _stats(self, result: GenerationResult) -> None:
-        result.stats["proposer"] = {
+    def _report(self) -> dict:
+        return {
             "vocab_subset": None if self.draft.subset is None else len(self.draft.subset),
             "draft_target": self.record.get("target"),
         }

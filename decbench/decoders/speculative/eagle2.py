@@ -34,15 +34,14 @@ import torch
 
 from decbench.backends import kernels
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree, tree_size
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 
 @dataclass
@@ -204,7 +203,7 @@ def check_tree_options(top_k: int, depth: int, nodes: int | str) -> None:
 
 
 @register_decoder
-class Eagle2(Decoder):
+class Eagle2(PlannedDecoder):
     spec = MethodSpec(
         name="eagle2",
         summary="EAGLE's draft layer grows a dynamic tree by its own confidence; one tree verify",
@@ -225,15 +224,16 @@ class Eagle2(Decoder):
         self.draft, self.embed, self.rows, self.record = load_chain_parts(target, options.draft)
         self.costs = tree_size.VerifyCosts(target) if options.nodes == "auto" else None
 
-    def generate(self, request: Request) -> GenerationResult:
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
         chain = EagleChain(self.draft, self.embed, self.rows)
         sizer = tree_size.TreeSizer(self.options.nodes, self.costs, request.prompt_ids)
         sizer.start(largest_tree(self.options.top_k, self.options.depth))
-        proposer = Eagle2Proposer(chain, self.options, sizer)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
-        result.stats["proposer"] = {
-            "vocab_subset": None if self.draft.subset is None else len(self.draft.subset),
-            "draft_target": self.record.get("target"),
-            "tree_size": sizer.report(),
-        }
-        return result
+
+        def report() -> dict:
+            return {
+                "vocab_subset": None if self.draft.subset is None else len(self.draft.subset),
+                "draft_target": self.record.get("target"),
+                "tree_size": sizer.report(),
+            }
+
+        return RowPlan(Eagle2Proposer(chain, self.options, sizer), report=report)

@@ -16,13 +16,15 @@ never be accepted (their target probability is 0), so proposers keep their own n
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Request
+from decbench.decoders.base import Decoder, Request
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.acceptance import (
     SamplingRule,
@@ -40,15 +42,32 @@ from decbench.settings import SamplingSettings
 
 @dataclass
 class RowPlan:
-    """How a method runs one request: what `run_speculative` is called with, and what to add
-    to the result afterwards (proposer statistics). Decoders build one per request (`plan`),
-    so that a request runs alone (`run_plan`) or as one row of a batch (batch_engine.py)."""
+    """How a method runs one request: what `run_speculative` is called with, and the
+    proposer's own report, which the engine files under the result's `stats["proposer"]`.
+    Decoders build one per request (`plan`), so that a request runs alone (`run_plan`) or as
+    one row of a batch (batch_engine.py)."""
 
     proposer: Proposer
     rule: SamplingRule = rejection_sampling
     tree_rule: tree.TreeRule = tree.accept_sampling
     observe_prefill: bool = False
-    finish: Callable[[GenerationResult], None] = field(default=lambda _result: None)
+    report: Callable[[], dict[str, Any]] | None = None  # read after the last step
+
+    def finish(self, result: GenerationResult) -> GenerationResult:
+        if self.report is not None:
+            result.stats["proposer"] = self.report()
+        return result
+
+
+class PlannedDecoder(Decoder):
+    """A decoder whose every request runs as a RowPlan: alone through `run_plan`, or as a row
+    of a ragged batch. Subclasses implement `plan` only."""
+
+    def generate(self, request: Request) -> GenerationResult:
+        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
+
+    @abstractmethod
+    def plan(self, request: Request, row: int = 0) -> RowPlan: ...
 
 
 def run_plan(
@@ -65,8 +84,7 @@ def run_plan(
         plan.tree_rule,
         plan.observe_prefill,
     )
-    plan.finish(result)
-    return result
+    return plan.finish(result)
 
 
 def run_speculative(

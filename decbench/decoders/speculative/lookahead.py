@@ -32,13 +32,12 @@ from dataclasses import dataclass
 
 import torch
 
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, SideBranch
 from decbench.decoders.speculative.tree import TreeBuilder
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 JACOBI = "jacobi"
 CONTEXT = "context"
@@ -154,7 +153,7 @@ class LookaheadProposer:
 
 
 @register_decoder
-class Lookahead(Decoder):
+class Lookahead(PlannedDecoder):
     spec = MethodSpec(
         name="lookahead",
         summary="lookahead decoding: a Jacobi window fills an n-gram pool, verified in the "
@@ -179,17 +178,14 @@ class Lookahead(Decoder):
         if options.ngram < 2:
             raise ConfigError(f"method.ngram must be >= 2, got {options.ngram}")
 
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
-
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = LookaheadProposer(self.options, request.prompt_ids)
 
-        def finish(result: GenerationResult) -> None:
-            result.stats["proposer"] = {
+        def report() -> dict:
+            return {
                 "pool_ngrams": len(proposer.pool),
                 "pool_keys": len(proposer.pool.table),
                 "window_tokens": self.options.window * (self.options.ngram - 1),
             }
 
-        return RowPlan(proposer, finish=finish)
+        return RowPlan(proposer, report=report)

@@ -26,16 +26,15 @@ import torch
 
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.decoders.speculative.typical import typical_rule
 from decbench.drafts.medusa import MedusaHeads, load_heads
 from decbench.drafts.stored import check_fits
 from decbench.errors import ConfigError, check_choice
-from decbench.results import GenerationResult
 
 ACCEPTANCE = ("exact", "typical")
 
@@ -88,7 +87,7 @@ def grow_tree(probs: list[list[float]], tokens: list[list[int]], nodes: int) -> 
 
 
 @register_decoder
-class Medusa(Decoder):
+class Medusa(PlannedDecoder):
     spec = MethodSpec(
         requires=frozenset({HIDDEN_STATES, TORCH_MODEL}),
         name="medusa",
@@ -130,18 +129,15 @@ class Medusa(Decoder):
     def is_lossless(cls, options: MedusaOptions) -> bool:
         return options.acceptance == "exact"
 
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
-
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = MedusaProposer(self.heads, self.rows, self.options)
         rule = tree.accept_sampling
         if self.options.acceptance == "typical":
             rule = typical_rule(self.options.posterior_threshold, self.options.posterior_alpha)
-        return RowPlan(proposer, tree_rule=rule, finish=self._stats)
+        return RowPlan(proposer, tree_rule=rule, report=self._report)
 
-    def _stats(self, result: GenerationResult) -> None:
-        result.stats["proposer"] = {
+    def _report(self) -> dict:
+        return {
             "heads": len(self.heads.blocks),
             "vocab_subset": None if self.heads.subset is None else len(self.heads.subset),
             "heads_target": self.record.get("target"),

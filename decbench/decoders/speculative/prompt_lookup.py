@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 
 @dataclass
@@ -68,7 +67,7 @@ class PromptLookupProposer:
 
 
 @register_decoder
-class PromptLookup(Decoder):
+class PromptLookup(PlannedDecoder):
     spec = MethodSpec(
         name="pld",
         summary="prompt lookup: draft by copying the continuation of a matching n-gram",
@@ -90,9 +89,6 @@ class PromptLookup(Decoder):
                 f"method.min_ngram/max_ngram need 1 <= min_ngram <= max_ngram, "
                 f"got {options.min_ngram}/{options.max_ngram}"
             )
-
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         return RowPlan(PromptLookupProposer(self.options))

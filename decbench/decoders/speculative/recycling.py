@@ -30,13 +30,12 @@ from dataclasses import dataclass
 import torch
 
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.decoders.speculative.engine import RowPlan, run_plan
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
-from decbench.results import GenerationResult
 
 RANK_ACCEPT = 0.45  # prior used only to shape the static template
 UNKNOWN = -1  # an adjacency entry never written
@@ -154,7 +153,7 @@ def prune_unknown(tokens: torch.Tensor, parents: list[int]) -> Draft:
 
 
 @register_decoder
-class TokenRecycling(Decoder):
+class TokenRecycling(PlannedDecoder):
     spec = MethodSpec(
         name="recycling",
         summary="token recycling: a tree from each token's recycled top-k successors",
@@ -181,9 +180,6 @@ class TokenRecycling(Decoder):
         self.template = build_template(options.nodes, options.k, options.max_depth)
         self.matrix = AdjacencyMatrix(target.vocab_size, options.k)
 
-    def generate(self, request: Request) -> GenerationResult:
-        return run_plan(self.spec.name, self.options, self.target, self.plan(request), request)
-
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         """With `persist` the rows of a batch share (and all update) the one matrix."""
         if not self.options.persist:
@@ -191,8 +187,8 @@ class TokenRecycling(Decoder):
         matrix = self.matrix
         warm = self.options.warm_start and len(request.prompt_ids) <= WARM_START_MAX
 
-        def finish(result: GenerationResult) -> None:
-            result.stats["proposer"] = {**matrix.stats(), "warm_started": warm}
+        def report() -> dict:
+            return {**matrix.stats(), "warm_started": warm}
 
         proposer = RecyclingProposer(matrix, self.template)
-        return RowPlan(proposer, observe_prefill=warm, finish=finish)
+        return RowPlan(proposer, observe_prefill=warm, report=report)

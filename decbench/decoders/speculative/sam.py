@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.suffix_automaton import (
     StaticAutomaton,
@@ -117,7 +117,7 @@ def check_sam_options(k: int, min_match: int) -> None:
 
 
 @register_decoder
-class Sam(Decoder):
+class Sam(PlannedDecoder):
     spec = MethodSpec(
         name="sam",
         summary="suffix-automaton retrieval: draft what followed the longest suffix match",
@@ -134,10 +134,8 @@ class Sam(Decoder):
         check_sam_options(options.k, options.min_match)
         self.static = load_datastore(options.datastore, target)
 
-    def generate(self, request: Request):
-        proposer = SamProposer(self.options, self.static)
-        result = run_speculative(self.spec.name, self.options, self.target, proposer, request)
-        result.stats["proposer"] = {
-            "datastore_tokens": None if self.static is None else len(self.static.text),
-        }
-        return result
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
+        tokens = None if self.static is None else len(self.static.text)
+        return RowPlan(
+            SamProposer(self.options, self.static), report=lambda: {"datastore_tokens": tokens}
+        )

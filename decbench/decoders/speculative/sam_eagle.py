@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.base import MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree_size
 from decbench.decoders.speculative.eagle2 import (
@@ -28,12 +28,11 @@ from decbench.decoders.speculative.eagle2 import (
     largest_tree,
     load_chain_parts,
 )
-from decbench.decoders.speculative.engine import run_speculative
+from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.sam import check_sam_options, load_datastore
 from decbench.decoders.speculative.suffix_automaton import StaticAutomaton, StreamMatcher
 from decbench.drafts.eagle import EagleChain
-from decbench.results import GenerationResult
 
 
 @dataclass
@@ -76,7 +75,7 @@ class SamEagleProposer:
 
 
 @register_decoder
-class SamEagle(Decoder):
+class SamEagle(PlannedDecoder):
     spec = MethodSpec(
         name="sam-eagle",
         summary="suffix-automaton retrieval when the match is long, EAGLE-2 trees otherwise",
@@ -99,18 +98,20 @@ class SamEagle(Decoder):
         self.draft, self.embed, self.rows, self.record = load_chain_parts(target, options.draft)
         self.costs = tree_size.VerifyCosts(target) if options.nodes == "auto" else None
 
-    def generate(self, request: Request) -> GenerationResult:
+    def plan(self, request: Request, row: int = 0) -> RowPlan:
         o = self.options
         tree_options = Eagle2Options(o.draft, o.top_k, o.depth, o.nodes)
         sizer = tree_size.TreeSizer(o.nodes, self.costs, request.prompt_ids)
         sizer.start(largest_tree(o.top_k, o.depth))
         model = Eagle2Proposer(EagleChain(self.draft, self.embed, self.rows), tree_options, sizer)
         proposer = SamEagleProposer(StreamMatcher(self.static), model, o.k, o.min_match)
-        result = run_speculative(self.spec.name, o, self.target, proposer, request)
-        result.stats["proposer"] = {
-            "retrieval_steps": proposer.retrieved,
-            "model_steps": proposer.modelled,
-            "datastore_tokens": None if self.static is None else len(self.static.text),
-            "tree_size": sizer.report(),
-        }
-        return result
+
+        def report() -> dict:
+            return {
+                "retrieval_steps": proposer.retrieved,
+                "model_steps": proposer.modelled,
+                "datastore_tokens": None if self.static is None else len(self.static.text),
+                "tree_size": sizer.report(),
+            }
+
+        return RowPlan(proposer, report=report)
