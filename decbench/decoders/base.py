@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
+from decbench.decoders.options import check_options
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
 
@@ -65,6 +66,7 @@ class Decoder(ABC):
     Options: ClassVar[type] = NoOptions  # a dataclass; its defaults are the method's defaults
 
     def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
+        check_options(options)  # declared ranges and validate() (decoders/options.py)
         self.target = target
         self.options = options
         self.ctx = ctx
