@@ -108,7 +108,9 @@ def test_refuses_sampling_and_bad_options(tiny_runner):
         momentum(tiny_runner).generate(
             make_request([3, 4], sampling=SamplingSettings(temperature=0.7))
         )
-    with pytest.raises(ConfigError, match=r"unknown method\.resistance 'lineer'.*'linear'"):
+    with pytest.raises(
+        ConfigError, match=r"method\.resistance: 'lineer' is not one .*did you mean 'linear'"
+    ):
         momentum(tiny_runner, resistance="lineer")
     with pytest.raises(ConfigError, match=r"method\.alpha"):
         momentum(tiny_runner, alpha=-1.0)

@@ -122,11 +122,6 @@ def above_threshold(
 
 
 # -- the shared loop -----------------------------------------------------------------------------
-def check_block_length(block_length: int) -> None:
-    if block_length < 1:
-        raise ConfigError(f"method.block_length must be >= 1, got {block_length}")
-
-
 def check_greedy(method: str, request: Request) -> None:
     if not request.sampling.greedy:
         raise ConfigError(
@@ -147,7 +142,6 @@ class DiffusionDecode:
         block_length: int,
     ) -> None:
         check_greedy(method, request)
-        check_block_length(block_length)
         self.state = GenerationState(method, params, target, request)
         self.denoiser = denoiser
         self.timer = target.timer
