@@ -157,3 +157,10 @@ def test_every_declared_bound_rejects_a_value_just_outside(method, key, value):
     assert text.startswith(f"method:{method}: method.{key}"), text
     assert "must be" in text or "is not one of" in text, text
 
+
+def test_the_registry_declares_ranges():
+    """Guards the parametrisation above against going vacuous."""
+    declared = {(m, k) for m, k, _ in CASES}
+    expected = {("pld", "k"), ("beam", "width"), ("speculative", "p_min"), ("eagle2", "nodes")}
+    assert expected <= declared
+    assert ("medusa", "acceptance") in declared and ("rsd", "branches") in declared

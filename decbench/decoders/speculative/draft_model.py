@@ -25,10 +25,11 @@ from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.errors import ConfigError, check_choice
+from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import draw, greedy_tokens, target_distribution
 
@@ -39,10 +40,18 @@ SCHEDULES = ("constant", "heuristic")
 class DraftModelOptions:
     draft: str = "self:layers=8"  # model name/folder, self:layers=N, self:int8 or self:int4
     k: int = 4  # draft tokens per step (the starting value under the heuristic schedule)
-    schedule: str = "constant"  # constant | heuristic (adaptive K)
-    k_min: int = 1  # bounds for the adaptive schedule
+    schedule: str = option("constant", choices=SCHEDULES)  # constant | heuristic (adaptive K)
+    k_min: int = option(1, ge=1)  # bounds for the adaptive schedule
     k_max: int = 12
-    p_min: float = 0.0  # stop drafting when the draft's top probability is below this; 0 = off
+    # stop drafting when the draft's top probability is below this; 0 = off
+    p_min: float = option(0.0, ge=0, lt=1)
+
+    def validate(self) -> None:
+        if not self.k_min <= self.k <= self.k_max:
+            raise ConfigError(
+                f"method.k needs 1 <= k_min <= k <= k_max, got "
+                f"{self.k_min} <= {self.k} <= {self.k_max}"
+            )
 
 
 class DraftModelProposer:
@@ -168,14 +177,6 @@ class SpeculativeDecoding(Decoder):
 
     def __init__(self, target: ModelRunner, options: DraftModelOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_choice("method.schedule", options.schedule, SCHEDULES)
-        if not 1 <= options.k_min <= options.k <= options.k_max:
-            raise ConfigError(
-                f"method.k needs 1 <= k_min <= k <= k_max, got "
-                f"{options.k_min} <= {options.k} <= {options.k_max}"
-            )
-        if not 0.0 <= options.p_min < 1.0:
-            raise ConfigError(f"method.p_min must be in [0, 1), got {options.p_min}")
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:
