@@ -172,12 +172,14 @@ def open_session(
 
 def check_profile(profile: Profile) -> tuple[type[Decoder], Any]:
     """Refuse, before any model loads, what the profile alone shows to be wrong: generation and
-    sampling ranges, a method its backend cannot run, a constraint the method cannot honour, and
-    the method's options (declared ranges, with a [constraint] folded in). Returns the decoder
-    class and those options."""
+    sampling ranges, a method its backend cannot run, a temperature the method cannot honour
+    (MethodSpec.samples / argmax), a constraint the method cannot honour, and the method's
+    options (declared ranges, with a [constraint] folded in). Returns the decoder class and
+    those options."""
     validate_generation(profile)
     decoder_cls = get_decoder(profile.method)
     check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
+    decoder_cls.spec.check_sampling(profile.sampling)
     options = constrained_options(profile, decoder_cls)
     check_options(options)
     return decoder_cls, options

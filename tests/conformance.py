@@ -21,7 +21,6 @@ from tests.conftest import make_request, no_models_ctx, repetitive_prompts, runn
 
 PROMPTS = repetitive_prompts(3, seed=21)
 LENGTHS = (1, 7, 24)
-SAMPLING_ONLY = {"sample"}  # lossless under sampling, refuses temperature 0 by design
 
 
 def lossless_methods() -> list[type[Decoder]]:
@@ -34,7 +33,7 @@ def lossless_methods() -> list[type[Decoder]]:
         and not cls.spec.reference
         and not cls.spec.diffusion
         and "a llama.cpp context" not in cls.spec.requires
-        and cls.spec.name not in SAMPLING_ONLY
+        and cls.spec.argmax  # not `sample`: lossless under sampling, refuses temperature 0
     ]
 
 

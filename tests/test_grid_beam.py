@@ -12,7 +12,6 @@ from decbench.decoders.beam import BeamSearchDecoder
 from decbench.decoders.grid_beam import GridBeamDecoder, GridBeamOptions, contains
 from decbench.decoders.options import check_options
 from decbench.errors import ConfigError
-from decbench.settings import SamplingSettings
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx, runner_for, tiny_llama
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), [7] * 5]
@@ -143,8 +142,6 @@ def test_bad_phrases_are_refused():
         grid(runner, include=["abcd", "efg"]).generate(make_request([3], 6))
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         grid(runner_for(tiny_llama()), include=["a"]).generate(make_request([3], 6))
-    with pytest.raises(ConfigError, match="does not sample"):
-        grid(runner).generate(make_request([3], sampling=SamplingSettings(temperature=1)))
 
 
 def test_cli_refuses_an_empty_phrase_before_loading_a_model(monkeypatch, capsys):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
 from decbench.decoders.options import check_options
+from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
 
@@ -27,11 +28,28 @@ class MethodSpec:
     emits_draft_probs: bool = False  # proposer supplies q(x), enabling rejection sampling
     supports_tree: bool = False
     drafts: bool = False  # proposes tokens that the target verifies (trace has drafts)
-    samples: bool = True  # honours [sampling] temperature > 0
+    samples: bool = True  # honours [sampling] temperature > 0 (else refused: check_sampling)
+    argmax: bool = True  # honours temperature = 0 (sample and hf-sample need a temperature)
     reference: bool = False  # wraps transformers' own generate, for comparison only
     diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
     requires: frozenset[str] = frozenset()  # runner capabilities beyond the common interface
     constraints: bool = False  # honours a [constraint] (masks every token it commits)
+
+    def check_sampling(self, sampling: SamplingSettings) -> None:
+        """Refuse [sampling] settings this method cannot honour: a temperature for a
+        deterministic method, temperature 0 for a method that only samples. run.check_profile
+        asks this before any model loads; no decoder repeats it."""
+        if not self.samples and not sampling.greedy:
+            raise ConfigError(
+                f"method '{self.name}' is deterministic and does not sample "
+                f"(sampling.temperature = {sampling.temperature}); set the temperature to 0 "
+                "or choose a sampling method such as sample or speculative"
+            )
+        if not self.argmax and sampling.greedy:
+            raise ConfigError(
+                f"method '{self.name}' samples: it needs sampling.temperature > 0 (try "
+                "--temperature 0.8); for temperature 0 choose an argmax method such as greedy"
+            )
 
 
 @dataclass

@@ -40,7 +40,6 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import constrain, penalize
 
@@ -232,9 +231,4 @@ class BeamSearchDecoder(Decoder):
     Options = BeamOptions
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'beam' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_beam(self.spec.name, self.options, self.target, request)

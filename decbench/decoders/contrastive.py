@@ -33,7 +33,6 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
 
@@ -149,9 +148,4 @@ class ContrastiveSearch(Decoder):
     Options = ContrastiveOptions
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'contrastive' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_contrastive(self.spec.name, self.options, self.target, request)

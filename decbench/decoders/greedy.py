@@ -6,7 +6,6 @@ from __future__ import annotations
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -23,9 +22,4 @@ class Greedy(Decoder):
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'greedy' does not sample; set sampling.temperature = 0 "
-                "or use --method sample"
-            )
         return decode_autoregressive(self.spec.name, self.options, self.target, request)

@@ -307,9 +307,4 @@ class GridBeamDecoder(Decoder):
         return dataclasses.replace(options, include=list(settings.include))
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'grid-beam' is deterministic and does not sample; "
-                "set sampling.temperature = 0"
-            )
         return decode_grid_beam(self.spec.name, self.options, self.target, request)

@@ -167,9 +167,4 @@ class MomentumDecoding(Decoder):
     Options = MomentumOptions
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'momentum' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_momentum(self.spec.name, self.options, self.target, request)

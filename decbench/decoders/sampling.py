@@ -8,7 +8,6 @@ from __future__ import annotations
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -20,13 +19,9 @@ class Sample(Decoder):
         paper="Holtzman et al., The Curious Case of Neural Text Degeneration (2020)",
         lossless=True,
         lossless_note="is the sampling reference: draws from the warped target distribution",
+        argmax=False,
         constraints=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        if request.sampling.greedy:
-            raise ConfigError(
-                "method 'sample' needs sampling.temperature > 0 (try --temperature 0.8); "
-                "use --method greedy for argmax decoding"
-            )
         return decode_autoregressive(self.spec.name, self.options, self.target, request)
