@@ -173,15 +173,19 @@ def open_session(
 def check_profile(profile: Profile) -> tuple[type[Decoder], Any]:
     """Refuse, before any model loads, what the profile alone shows to be wrong: generation and
     sampling ranges, a method its backend cannot run, a temperature the method cannot honour
-    (MethodSpec.samples / argmax), a constraint the method cannot honour, and the method's
-    options (declared ranges, with a [constraint] folded in). Returns the decoder class and
-    those options."""
+    (MethodSpec.samples / argmax), a constraint the method cannot honour, the method's options
+    (declared ranges, with a [constraint] folded in) and, for a method that needs_draft, a
+    draft name that can name no model. Returns the decoder class and those options."""
     validate_generation(profile)
     decoder_cls = get_decoder(profile.method)
     check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
     decoder_cls.spec.check_sampling(profile.sampling)
     options = constrained_options(profile, decoder_cls)
     check_options(options)
+    if decoder_cls.spec.needs_draft:  # the registry guarantees a `draft` option
+        from decbench.decoders.speculative.draft_model import check_draft_name
+
+        check_draft_name(options.draft)
     return decoder_cls, options
 
 

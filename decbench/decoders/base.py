@@ -24,9 +24,9 @@ class MethodSpec:
     lossless: bool  # output distribution equals the target's (greedy: token-identical)
     lossless_note: str = ""  # how, or why not
     lossy_option: str = ""  # a setting that makes a lossless method lossy (see is_lossless)
-    needs_draft: bool = False  # needs a second model
+    needs_draft: bool = False  # loads a second model named by its `draft` option (checked early)
     emits_draft_probs: bool = False  # proposer supplies q(x), enabling rejection sampling
-    supports_tree: bool = False
+    supports_tree: bool = False  # verifies candidate trees (its trace steps carry a TreeTrace)
     drafts: bool = False  # proposes tokens that the target verifies (trace has drafts)
     samples: bool = True  # honours [sampling] temperature > 0 (else refused: check_sampling)
     argmax: bool = True  # honours temperature = 0 (sample and hf-sample need a temperature)

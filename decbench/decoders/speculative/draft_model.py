@@ -110,6 +110,22 @@ class DraftModelProposer:
             self.k = max(self.k - 1, self.options.k_min)
 
 
+def check_draft_name(spec: str) -> None:
+    """Refuse a method.draft that can name no model, before anything loads: an empty name, or a
+    `self:` form that is not one (run.check_profile asks this of every needs_draft method)."""
+    if not spec.strip():
+        raise ConfigError(
+            "method.draft is empty; give a draft model name or folder, self:layers=N, "
+            f"{' or '.join(SELF_QUANTIZED)}"
+        )
+    self_form = spec.startswith("self:") and spec not in SELF_QUANTIZED
+    if self_form and not re.fullmatch(r"self:layers=\d+", spec):
+        raise ConfigError(
+            f"method.draft: unknown self-draft '{spec}' "
+            f"(expected self:layers=N, {', '.join(SELF_QUANTIZED)})"
+        )
+
+
 def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunner:
     """`self:layers=N` derives a draft from the target; anything else loads a model by name."""
     if spec.startswith("self:") and TORCH_MODEL not in BACKENDS[target.backend]:
@@ -118,16 +134,11 @@ def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunn
             f"'{target.backend}' lacks; give a draft model by name (on llama.cpp: a .gguf path, "
             f"or NAME@q4_0 for a copy quantized by llama.cpp)"
         )
+    check_draft_name(spec)
     if spec in SELF_QUANTIZED:
         return quantized_self_draft(target, SELF_QUANTIZED[spec])
     if spec.startswith("self:"):
-        match = re.fullmatch(r"self:layers=(\d+)", spec)
-        if not match:
-            raise ConfigError(
-                f"method.draft: unknown self-draft '{spec}' "
-                f"(expected self:layers=N, {', '.join(SELF_QUANTIZED)})"
-            )
-        return truncated_runner(target, int(match.group(1)))
+        return truncated_runner(target, int(spec.removeprefix("self:layers=")))
     draft = ctx.load_model(spec)
     check_same_vocabulary(target, draft)
     return draft
