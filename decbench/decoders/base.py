@@ -1,5 +1,12 @@
 """What every decoder declares and receives. Capabilities are data (MethodSpec), read by the CLI
-and the engine; nothing dispatches on method names."""
+and the engine; nothing dispatches on method names.
+
+Declaring, not checking: a decoder's `Options` dataclass declares each option's range on the
+field, `k: int = option(4, ge=1)  # draft tokens per step` (decoders/options.py), with rules
+across fields in a `validate(self)` method. `samples=False` / `argmax=False` say which
+temperatures the method honours and `needs_draft` that a `draft` option names a second model.
+run.check_profile enforces all of these once, before any model loads, so a decoder's
+`__init__` only checks what needs the loaded model (k up to the vocabulary size)."""
 
 from __future__ import annotations
 
@@ -81,7 +88,8 @@ class NoOptions:
 
 class Decoder(ABC):
     spec: ClassVar[MethodSpec]
-    Options: ClassVar[type] = NoOptions  # a dataclass; its defaults are the method's defaults
+    # a dataclass; its defaults are the method's defaults, its ranges declared with option()
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
         check_options(options)  # declared ranges and validate() (decoders/options.py)
