@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from decbench.decoders.options import check_options
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError, suggest, unknown
 from decbench.files import read_text
@@ -170,6 +172,10 @@ def build(raw: dict[str, Any], source: str) -> Profile:
     except ConfigError as e:
         raise ConfigError(f"{source}: [method] {e}") from e
     options = fill(decoder.Options, method_table, f"{source}: [method]", allowed_extra=("name",))
+    try:
+        check_options(options)  # the ranges each Options field declares (decoders/options.py)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
     tables = {}
     for table, cls in TABLES.items():
         values = raw.get(table) or {}
@@ -194,8 +200,11 @@ def fill(cls: type, values: dict[str, Any], where: str, allowed_extra: tuple[str
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check a TOML value against a field's type; ints are accepted where floats are."""
+    """Check a TOML value against a field's type; ints are accepted where floats are, and a
+    union (`int | str`) takes a value that any of its types takes."""
     origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return _coerce_union(value, typing.get_args(hint), where)
     if origin is dict:
         _, item = typing.get_args(hint)
         if not isinstance(value, dict):
@@ -221,6 +230,21 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
         raise ConfigError(f"{where}: expected {expected.get(hint, hint)}, got {_show(value)}")
     return value
+
+
+def _coerce_union(value: Any, arms: tuple[Any, ...], where: str) -> Any:
+    for arm in arms:
+        if arm is type(None):
+            if value is None:
+                return value
+            continue
+        try:
+            return coerce(value, arm, where)
+        except ConfigError:
+            continue
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    names = " or ".join(expected.get(a, str(a)) for a in arms if a is not type(None))
+    raise ConfigError(f"{where}: expected {names}, got {_show(value)}")
 
 
 def _show(value: Any) -> str:

@@ -17,6 +17,7 @@ from decbench.backends.static import runner_facts
 from decbench.constraints.base import Constraint
 from decbench.constraints.build import SEARCH_KINDS, build_constraint
 from decbench.decoders.base import Decoder, DecoderContext, Request
+from decbench.decoders.options import check_options
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
 from decbench.errors import ConfigError
@@ -162,11 +163,8 @@ def open_session(
 ) -> Session:
     """Load the profile's model (unless given) and build its decoder. With `per_sample` a
     json-schema constraint may take its schema from each suite sample (compare)."""
-    validate_generation(profile)
+    decoder_cls, options = check_profile(profile)
     say = progress or (lambda _msg: None)
-    decoder_cls = get_decoder(profile.method)
-    check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
-    options = constrained_options(profile, decoder_cls)
     if target is None:
         target = load_runner(profile.model, profile.backend, say)
     constraint = None
@@ -185,6 +183,25 @@ def open_session(
     ctx = DecoderContext(load_model=load_model, progress=say)
     decoder = decoder_cls(target, options, ctx)
     return Session(profile, target, decoder, constraint)
+
+
+def check_profile(profile: Profile) -> tuple[type[Decoder], Any]:
+    """Refuse, before any model loads, what the profile alone shows to be wrong: generation and
+    sampling ranges, a method its backend cannot run, a temperature the method cannot honour
+    (MethodSpec.samples / argmax), a constraint the method cannot honour, the method's options
+    (declared ranges, with a [constraint] folded in) and, for a method that needs_draft, a
+    draft name that can name no model. Returns the decoder class and those options."""
+    validate_generation(profile)
+    decoder_cls = get_decoder(profile.method)
+    check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
+    decoder_cls.spec.check_sampling(profile.sampling)
+    options = constrained_options(profile, decoder_cls)
+    check_options(options)
+    if decoder_cls.spec.needs_draft:  # the registry guarantees a `draft` option
+        from decbench.decoders.speculative.draft_model import check_draft_name
+
+        check_draft_name(options.draft)
+    return decoder_cls, options
 
 
 def masks_constraint(profile: Profile, decoder_cls: type[Decoder]) -> bool:

@@ -29,7 +29,6 @@ from tests.conftest import (
 
 PROMPTS = repetitive_prompts(3, seed=21)
 LENGTHS = (1, 7, 24)
-SAMPLING_ONLY = {"sample"}  # lossless under sampling, refuses temperature 0 by design
 
 
 def lossless_methods() -> list[type[Decoder]]:
@@ -42,7 +41,7 @@ def lossless_methods() -> list[type[Decoder]]:
         and not cls.spec.reference
         and not cls.spec.diffusion
         and "a llama.cpp context" not in cls.spec.requires
-        and cls.spec.name not in SAMPLING_ONLY
+        and cls.spec.argmax  # not `sample`: lossless under sampling, refuses temperature 0
     ]
 
 
@@ -111,7 +110,9 @@ SAMPLED = 2000  # seeded generations per method
 
 def sampling_methods() -> list[type[Decoder]]:
     """The lossless methods that sample (every one but greedy-only methods), and `sample`."""
-    samplers = [cls for cls in all_decoders() if cls.spec.name in SAMPLING_ONLY]
+    samplers = [
+        c for c in all_decoders() if not c.spec.argmax and c.spec.lossless and not c.spec.reference
+    ]
     return [cls for cls in lossless_methods() if cls.spec.samples] + samplers
 
 

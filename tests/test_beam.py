@@ -9,7 +9,6 @@ import torch
 from decbench.decoders.beam import BeamSearchDecoder, Hypotheses
 from decbench.decoders.greedy import Greedy
 from decbench.errors import ConfigError
-from decbench.settings import SamplingSettings
 from tests.conftest import make_request, no_models_ctx, runner_for, tiny_llama, tiny_qwen2
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), [7] * 5]
@@ -88,9 +87,7 @@ def test_trace_and_time_to_first_token(tiny_runner):
     assert result.timings.ttft_s >= 0.5 * result.timings.total_s
 
 
-def test_refuses_sampling_and_bad_width(tiny_runner):
-    with pytest.raises(ConfigError, match="does not sample"):
-        beam(tiny_runner).generate(make_request([3, 4], sampling=SamplingSettings(temperature=1)))
+def test_refuses_a_bad_width(tiny_runner):
     with pytest.raises(ConfigError, match=r"method\.width"):
         beam(tiny_runner, width=0)
 

@@ -157,7 +157,20 @@ def test_methods_json_lists_parameters_and_losslessness(monkeypatch, capsys):
     assert {"greedy", "sample", "pld", "speculative"} <= set(methods)
     assert methods["pld"]["params"] == {"k": 10, "max_ngram": 3, "min_ngram": 1}
     assert methods["pld"]["lossless"] is True
+    assert methods["pld"]["ranges"] == {"k": ">= 1", "max_ngram": ">= 1", "min_ngram": ">= 1"}
+    assert methods["eagle2"]["ranges"]["nodes"] == ">= 1 or 'auto'"
+    assert methods["speculative"]["needs_draft"] and not methods["pld"]["needs_draft"]
     assert all(m["summary"] for m in methods.values())
+
+
+def test_methods_table_shows_ranges_and_capabilities(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli(monkeypatch, capsys, "methods")
+    assert code == 0
+    assert "p_min = 0.0 (in [0, 1))" in out
+    assert "needs a draft model (method.draft)" in out
+    assert "drafts trees, with draft probabilities" in out  # spectr, rsd, rsd-s
+    assert "drafts chains" in out and "deterministic: temperature 0 only" in out
 
 
 def test_profiles_list_and_show(monkeypatch, capsys):

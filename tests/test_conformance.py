@@ -16,6 +16,7 @@ from decbench.decoders.registry import _REGISTRY, register_decoder
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.results import GenerationResult
+from decbench.settings import SamplingSettings
 from tests.conformance import (
     PROMPTS,
     SAMPLING_OPTIONS,
@@ -48,6 +49,21 @@ def test_the_lossless_methods_are_all_here():
 def test_equals_greedy(method, tiny_runner, tmp_path):
     cls = next(c for c in lossless_methods() if c.spec.name == method)
     assert_equals_greedy(build(cls, tiny_runner, tmp_path), tiny_runner)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_trace_keeps_to_the_declared_draft_shape(method, tiny_runner, tmp_path):
+    """supports_tree is what the trace shows: tree verification on every tiny runner exactly
+    for the methods that declare it. Draft probabilities in the trace (chains only) come only
+    from methods that declare emits_draft_probs (tree methods keep q inside their rule)."""
+    cls = next(c for c in lossless_methods() if c.spec.name == method)
+    decoder = build(cls, tiny_runner, tmp_path)
+    for temperature in (0.0, 1.0) if cls.spec.samples else (0.0,):
+        sampling = SamplingSettings(temperature=temperature, seed=1)
+        steps = decoder.generate(make_request(PROMPTS[0], 24, sampling=sampling)).steps
+        assert any(step.tree is not None for step in steps) == cls.spec.supports_tree
+        if any(step.draft_probs is not None for step in steps):
+            assert cls.spec.emits_draft_probs
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from decbench.decoders.contrastive import ContrastiveSearch, score_candidates
 from decbench.errors import ConfigError
 from decbench.metrics.quality import rep_n
-from decbench.settings import SamplingSettings
 from tests.conftest import greedy_ids, make_request, no_models_ctx, repetitive_prompts
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), *repetitive_prompts(3)]
@@ -87,10 +86,7 @@ def test_score_candidates_by_hand():
     torch.testing.assert_close(scores, torch.tensor([0.5 * 0.6 - 0.5, 0.5 * 0.3 - 0.0]))
 
 
-def test_refuses_sampling_and_bad_options(tiny_runner):
-    decoder = contrastive(tiny_runner)
-    with pytest.raises(ConfigError, match="does not sample"):
-        decoder.generate(make_request([3, 4], sampling=SamplingSettings(temperature=0.7)))
+def test_refuses_bad_options(tiny_runner):
     with pytest.raises(ConfigError, match=r"method\.alpha"):
         contrastive(tiny_runner, alpha=1.5)
     with pytest.raises(ConfigError, match=r"method\.k"):

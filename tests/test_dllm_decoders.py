@@ -11,8 +11,7 @@ from decbench.decoders.dllm_credit import fuse, update_credit
 from decbench.decoders.dllm_prophet import top2_gap
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
-from decbench.settings import SamplingSettings
-from tests.conftest import make_request, no_models_ctx, runner_for, tiny_llama
+from tests.conftest import no_models_ctx, runner_for, tiny_llama
 from tests.dllm_fixtures import EOS, MASK, calls, decode, dllm_runner, prompts
 
 METHODS = ["dllm-confidence", "dllm-threshold", "dllm-prophet", "dllm-credit", "dllm-freedave"]
@@ -241,14 +240,6 @@ def test_a_plain_causal_lm_is_a_config_error(method):
     cls = get_decoder(method)
     with pytest.raises(ConfigError, match="not a masked-diffusion model"):
         cls(runner_for(tiny_llama()), cls.Options(), no_models_ctx())
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_sampling_is_refused(method):
-    cls = get_decoder(method)
-    decoder = cls(dllm_runner(), cls.Options(), no_models_ctx())
-    with pytest.raises(ConfigError, match="temperature"):
-        decoder.generate(make_request([3, 4], sampling=SamplingSettings(temperature=0.7)))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import torch
 
 from decbench.decoders.dllm_confidence import DllmConfidence
 from decbench.decoders.dllm_dingo import DllmDingo
+from decbench.decoders.options import check_options
 from decbench.diffusion.dingo import block_argmax, block_scores
 from decbench.diffusion.token_dfa import build_token_dfa, token_texts
 from decbench.errors import ConfigError
@@ -246,9 +247,9 @@ def test_a_regex_that_allows_the_models_choices_changes_nothing():
 
 def test_bad_regexes_are_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"method\.regex '\(ab' is not a supported"):
-        DllmDingo.Options(regex="(ab")
+        check_options(DllmDingo.Options(regex="(ab"))
     with pytest.raises(ConfigError, match=r"method\.regex is empty"):
-        DllmDingo.Options(regex="")
+        check_options(DllmDingo.Options(regex=""))
     with pytest.raises(ConfigError, match="matches no string this vocabulary can spell"):
         dingo(dllm_runner(), "Q+")
     with pytest.raises(ConfigError, match="shortest match takes 9 tokens, more than the 4"):

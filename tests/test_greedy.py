@@ -7,7 +7,6 @@ import torch
 
 from decbench.decoders.greedy import Greedy
 from decbench.decoders.sampling import Sample
-from decbench.errors import ConfigError
 from decbench.settings import SamplingSettings
 from tests.conftest import make_request, no_models_ctx
 
@@ -43,12 +42,6 @@ def test_max_new_tokens_and_trace(tiny_runner):
     assert result.timings.prefill_s > 0
 
 
-def test_greedy_refuses_temperature(tiny_runner):
-    decoder = Greedy(tiny_runner, Greedy.Options(), no_models_ctx())
-    with pytest.raises(ConfigError, match="does not sample"):
-        decoder.generate(make_request([3, 4], sampling=SamplingSettings(temperature=0.7)))
-
-
 def test_seeded_sampling_is_reproducible_and_seed_dependent(tiny_runner):
     decoder = Sample(tiny_runner, Sample.Options(), no_models_ctx())
 
@@ -58,11 +51,6 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(tiny_runner):
 
     assert run(1) == run(1)
     assert run(1) != run(2) or run(1) != run(3)
-
-
-def test_sample_refuses_temperature_zero(tiny_runner):
-    with pytest.raises(ConfigError, match="temperature > 0"):
-        Sample(tiny_runner, Sample.Options(), no_models_ctx()).generate(make_request([3]))
 
 
 @pytest.mark.model

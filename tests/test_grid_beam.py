@@ -10,8 +10,8 @@ import torch
 
 from decbench.decoders.beam import BeamSearchDecoder
 from decbench.decoders.grid_beam import GridBeamDecoder, GridBeamOptions, contains
+from decbench.decoders.options import check_options
 from decbench.errors import ConfigError
-from decbench.settings import SamplingSettings
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx, runner_for, tiny_llama
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), [7] * 5]
@@ -135,15 +135,13 @@ def test_bookkeeping_time_is_reported():
 def test_bad_phrases_are_refused():
     runner = with_tokenizer(runner_for(tiny_llama()))
     with pytest.raises(ConfigError, match=r"method\.include\[1\] is empty"):
-        GridBeamOptions(include=["ab", "  "])
+        check_options(GridBeamOptions(include=["ab", "  "]))
     with pytest.raises(ConfigError, match=r"method\.beam must be >= 1"):
-        GridBeamOptions(beam=0)
+        check_options(GridBeamOptions(beam=0))
     with pytest.raises(ConfigError, match="take 7 tokens but at most 6 can be generated"):
         grid(runner, include=["abcd", "efg"]).generate(make_request([3], 6))
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         grid(runner_for(tiny_llama()), include=["a"]).generate(make_request([3], 6))
-    with pytest.raises(ConfigError, match="does not sample"):
-        grid(runner).generate(make_request([3], sampling=SamplingSettings(temperature=1)))
 
 
 def test_cli_refuses_an_empty_phrase_before_loading_a_model(monkeypatch, capsys):

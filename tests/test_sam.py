@@ -173,7 +173,7 @@ def test_sam_eagle_equals_greedy(tiny_runner, tmp_path, min_match):
 
 
 def test_bad_options_are_config_errors(tiny_runner, tmp_path):
-    with pytest.raises(ConfigError, match=r"method\.k and method\.min_match"):
+    with pytest.raises(ConfigError, match=r"method\.min_match must be >= 1, got 0"):
         Sam(tiny_runner, SamOptions(min_match=0), no_models_ctx())
     with pytest.raises(ConfigError, match=r"method\.nodes"):
         SamEagle(tiny_runner, SamEagleOptions(draft=str(tmp_path), nodes=-1), no_models_ctx())

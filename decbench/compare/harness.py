@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from decbench.backends.capabilities import check_supported
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import diagnose
 from decbench.compare.memory import MemoryProbe
 from decbench.constraints.base import Constraint
 from decbench.constraints.build import SAMPLE, sample_schema
-from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError
 from decbench.measure import Measurement, measure, timed_ids
 from decbench.measure import warm_up as measure_warm_up
@@ -29,7 +27,7 @@ from decbench.metrics.acceptance import AcceptanceStats
 from decbench.metrics.quality import quality_report
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
-from decbench.run import Session, constrained_options, open_session
+from decbench.run import Session, check_profile, open_session
 from decbench.suites import Sample
 
 SCHEMA_SAMPLE = "decbench/sample/v1"
@@ -97,11 +95,8 @@ def open_contenders(
 ) -> list[Contender]:
     """Build every profile's decoder; profiles on the same model and backend share one loaded
     target runner."""
-    for profile in profiles:  # refuse a method its backend cannot run before loading anything
-        check_supported(
-            profile.method, get_decoder(profile.method).spec.requires, profile.backend.name
-        )
-        constrained_options(profile, get_decoder(profile.method))
+    for profile in profiles:  # refuse what any profile gets wrong before loading anything
+        check_profile(profile)
     targets: dict[tuple, ModelRunner] = {}
     contenders = []
     for label, profile in zip(labels, profiles, strict=True):

@@ -28,21 +28,21 @@ from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.gated import (
     UncertainStep,
     branch_logits,
-    check_threshold,
     decode_gated,
     log_probs,
 )
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
 @dataclass
 class AdaDecOptions:
-    threshold: float = 3.0  # bits: steps more uncertain are reranked (code p90, default model)
-    top_k: int = 3  # candidate tokens reranked at an uncertain step
-    lookahead: int = 4  # greedy tokens looked at after each candidate
+    # bits (inf = never): steps more uncertain are reranked (code p90, default model)
+    threshold: float = option(3.0, ge=0)
+    top_k: int = option(3, ge=1)  # candidate tokens reranked at an uncertain step
+    lookahead: int = option(4, ge=0)  # greedy tokens looked at after each candidate
 
 
 def rerank(
@@ -91,12 +91,6 @@ class AdaDec(Decoder):
 
     def __init__(self, target: ModelRunner, options: AdaDecOptions, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        check_threshold(options.threshold)
-        if options.top_k < 1 or options.lookahead < 0:
-            raise ConfigError(
-                f"method.top_k must be >= 1 and method.lookahead >= 0, "
-                f"got {options.top_k} and {options.lookahead}"
-            )
         self.eos = set(target.eos_token_ids)
 
     def generate(self, request: Request) -> GenerationResult:

@@ -1,5 +1,12 @@
 """What every decoder declares and receives. Capabilities are data (MethodSpec), read by the CLI
-and the engine; nothing dispatches on method names."""
+and the engine; nothing dispatches on method names.
+
+Declaring, not checking: a decoder's `Options` dataclass declares each option's range on the
+field, `k: int = option(4, ge=1)  # draft tokens per step` (decoders/options.py), with rules
+across fields in a `validate(self)` method. `samples=False` / `argmax=False` say which
+temperatures the method honours and `needs_draft` that a `draft` option names a second model.
+run.check_profile enforces all of these once, before any model loads, so a decoder's
+`__init__` only checks what needs the loaded model (k up to the vocabulary size)."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import Any, ClassVar
 
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
+from decbench.decoders.options import check_options
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
@@ -23,16 +31,33 @@ class MethodSpec:
     lossless: bool  # output distribution equals the target's (greedy: token-identical)
     lossless_note: str = ""  # how, or why not
     lossy_option: str = ""  # a setting that makes a lossless method lossy (see is_lossless)
-    needs_draft: bool = False  # needs a second model
+    needs_draft: bool = False  # loads a second model named by its `draft` option (checked early)
     emits_draft_probs: bool = False  # proposer supplies q(x), enabling rejection sampling
-    supports_tree: bool = False
+    supports_tree: bool = False  # verifies candidate trees (its trace steps carry a TreeTrace)
     drafts: bool = False  # proposes tokens that the target verifies (trace has drafts)
-    samples: bool = True  # honours [sampling] temperature > 0
+    samples: bool = True  # honours [sampling] temperature > 0 (else refused: check_sampling)
+    argmax: bool = True  # honours temperature = 0 (sample and hf-sample need a temperature)
     reference: bool = False  # wraps transformers' own generate, for comparison only
     diffusion: bool = False  # drives a masked-diffusion denoiser; steps carry a CanvasTrace
     requires: frozenset[str] = frozenset()  # runner capabilities beyond the common interface
     constraints: bool = False  # honours a [constraint] (masks every token it commits)
     batches: bool = False  # decodes several requests as one ragged batch (`generate_batch`)
+
+    def check_sampling(self, sampling: SamplingSettings) -> None:
+        """Refuse [sampling] settings this method cannot honour: a temperature for a
+        deterministic method, temperature 0 for a method that only samples. run.check_profile
+        asks this before any model loads; no decoder repeats it."""
+        if not self.samples and not sampling.greedy:
+            raise ConfigError(
+                f"method '{self.name}' is deterministic and does not sample "
+                f"(sampling.temperature = {sampling.temperature}); set the temperature to 0 "
+                "or choose a sampling method such as sample or speculative"
+            )
+        if not self.argmax and sampling.greedy:
+            raise ConfigError(
+                f"method '{self.name}' samples: it needs sampling.temperature > 0 (try "
+                "--temperature 0.8); for temperature 0 choose an argmax method such as greedy"
+            )
 
 
 @dataclass
@@ -64,9 +89,11 @@ class NoOptions:
 
 class Decoder(ABC):
     spec: ClassVar[MethodSpec]
-    Options: ClassVar[type] = NoOptions  # a dataclass; its defaults are the method's defaults
+    # a dataclass; its defaults are the method's defaults, its ranges declared with option()
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
+        check_options(options)  # declared ranges and validate() (decoders/options.py)
         self.target = target
         self.options = options
         self.ctx = ctx

@@ -36,17 +36,17 @@ import torch
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import ConstraintState
-from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import constrain, penalize
 
 
 @dataclass
 class BeamOptions:
-    width: int = 4  # beams kept per step
+    width: int = option(4, ge=1)  # beams kept per step
     length_penalty: float = 1.0  # hypothesis score = sum log p / length ** length_penalty
     early_stopping: bool = False  # stop as soon as `width` hypotheses have ended
 
@@ -230,15 +230,5 @@ class BeamSearchDecoder(Decoder):
     )
     Options = BeamOptions
 
-    def __init__(self, target: ModelRunner, options: BeamOptions, ctx: DecoderContext):
-        super().__init__(target, options, ctx)
-        if options.width < 1:
-            raise ConfigError(f"method.width must be >= 1 (beams), got {options.width}")
-
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'beam' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_beam(self.spec.name, self.options, self.target, request)

@@ -31,13 +31,12 @@ from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
 from decbench.decoders.gated import (
     UncertainStep,
     branch_logits,
-    check_threshold,
     decode_gated,
     log_probs,
 )
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import draw, target_distribution
 from decbench.settings import SamplingSettings
@@ -47,10 +46,12 @@ PUNCTUATION = tuple(".,;:!?\n")  # a trial ends after a token whose text ends wi
 
 @dataclass
 class CNTPOptions:
-    threshold: float = 5.4  # bits: steps more uncertain run the trials (p90, default model)
-    trials: int = 4  # continuations sampled at an uncertain step
-    lookahead: int = 6  # most tokens per trial
-    trial_temperature: float = 0.7  # trials' temperature when the request itself is greedy
+    # bits: steps more uncertain run the trials (p90, default model)
+    threshold: float = option(5.4, ge=0)
+    trials: int = option(4, ge=1)  # continuations sampled at an uncertain step
+    lookahead: int = option(6, ge=1)  # most tokens per trial
+    # trials' temperature when the request itself is greedy
+    trial_temperature: float = option(0.7, gt=0)
 
 
 @dataclass
@@ -141,16 +142,6 @@ class CautiousNextTokenPrediction(Decoder):
 
     def __init__(self, target: ModelRunner, options: CNTPOptions, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        check_threshold(options.threshold)
-        if options.trials < 1 or options.lookahead < 1:
-            raise ConfigError(
-                f"method.trials and method.lookahead must be >= 1, "
-                f"got {options.trials} and {options.lookahead}"
-            )
-        if options.trial_temperature <= 0:
-            raise ConfigError(
-                f"method.trial_temperature must be > 0, got {options.trial_temperature}"
-            )
         self.ends = ending_tokens(target)
 
     def generate(self, request: Request) -> GenerationResult:

@@ -29,18 +29,18 @@ import torch.nn.functional as F
 
 from decbench.backends.capabilities import HIDDEN_STATES
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
 
 
 @dataclass
 class ContrastiveOptions:
-    k: int = 4  # candidates per step (top-k of the target)
-    alpha: float = 0.6  # weight of the degeneration penalty; 0 = greedy
+    k: int = option(4, ge=1)  # candidates per step (top-k of the target)
+    alpha: float = option(0.6, ge=0, le=1)  # weight of the degeneration penalty; 0 = greedy
 
 
 def score_candidates(
@@ -147,17 +147,5 @@ class ContrastiveSearch(Decoder):
     )
     Options = ContrastiveOptions
 
-    def __init__(self, target: ModelRunner, options: ContrastiveOptions, ctx: DecoderContext):
-        super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1 (candidates per step), got {options.k}")
-        if not 0.0 <= options.alpha <= 1.0:
-            raise ConfigError(f"method.alpha must be in [0, 1], got {options.alpha}")
-
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'contrastive' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_contrastive(self.spec.name, self.options, self.target, request)

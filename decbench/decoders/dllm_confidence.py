@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, static_step
 from decbench.diffusion.runner import DiffusionRunner
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -37,13 +37,12 @@ class DllmConfidence(Decoder):
 
     @dataclass
     class Options:
-        block_length: int = 32  # semi-autoregressive block size (tokens)
-        tokens_per_step: int = 1  # k: positions unmasked per forward (steps = block / k)
+        block_length: int = option(32, ge=1)  # semi-autoregressive block size (tokens)
+        # k: positions unmasked per forward (steps = block / k)
+        tokens_per_step: int = option(1, ge=1)
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if options.tokens_per_step < 1:
-            raise ConfigError(f"method.tokens_per_step must be >= 1, got {options.tokens_per_step}")
         self.denoiser = DiffusionRunner.wrap(target)
 
     def generate(self, request: Request) -> GenerationResult:

@@ -20,10 +20,10 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
 from decbench.diffusion.runner import DiffusionRunner
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -63,22 +63,15 @@ class DllmCredit(Decoder):
 
     @dataclass
     class Options:
-        block_length: int = 32  # semi-autoregressive block size (tokens)
-        threshold: float = 0.9  # unmask positions whose fused confidence exceeds this
-        alpha: float = 0.5  # weight of log(1 + credit) in the fused logits
-        beta: float = 0.7  # per-forward decay of old credit, in (0, 1]
-        gamma: float = 0.5  # concave power on the credited probability, in (0, 1]
+        block_length: int = option(32, ge=1)  # semi-autoregressive block size (tokens)
+        # unmask positions whose fused confidence exceeds this
+        threshold: float = option(0.9, ge=0, le=1)
+        alpha: float = option(0.5, ge=0)  # weight of log(1 + credit) in the fused logits
+        beta: float = option(0.7, gt=0, le=1)  # per-forward decay of old credit
+        gamma: float = option(0.5, gt=0, le=1)  # concave power on the credited probability
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        o = options
-        if not 0.0 <= o.threshold <= 1.0:
-            raise ConfigError(f"method.threshold must be in [0, 1], got {o.threshold}")
-        if o.alpha < 0 or not 0 < o.beta <= 1 or not 0 < o.gamma <= 1:
-            raise ConfigError(
-                f"method.alpha must be >= 0 and beta, gamma in (0, 1]; got alpha={o.alpha}, "
-                f"beta={o.beta}, gamma={o.gamma}"
-            )
         self.denoiser = DiffusionRunner.wrap(target)
 
     def generate(self, request: Request) -> GenerationResult:

@@ -37,6 +37,7 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import Canvas, DiffusionDecode, confidence, most_confident
 from decbench.diffusion.dingo import block_argmax, block_scores
@@ -66,10 +67,10 @@ class DllmDingo(Decoder):
     @dataclass
     class Options:
         regex: str = ""  # the output must match it in full (Python `re` syntax, no lookaround)
-        block_length: int = 32  # semi-autoregressive block size (tokens)
-        tokens_per_step: int = 1  # positions unmasked per forward
+        block_length: int = option(32, ge=1)  # semi-autoregressive block size (tokens)
+        tokens_per_step: int = option(1, ge=1)  # positions unmasked per forward
 
-        def __post_init__(self) -> None:
+        def validate(self) -> None:
             char_dfa(self.regex)  # a bad regex fails when the profile is read, before any model
 
     @classmethod
@@ -81,8 +82,6 @@ class DllmDingo(Decoder):
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if options.tokens_per_step < 1:
-            raise ConfigError(f"method.tokens_per_step must be >= 1, got {options.tokens_per_step}")
         self.denoiser = DiffusionRunner.wrap(target)
         if target.tokenizer is None:
             raise ConfigError("method.regex needs the model's tokenizer; this model has none")

@@ -26,10 +26,10 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import Canvas, DiffusionDecode, static_step
 from decbench.diffusion.runner import DiffusionRunner
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -93,17 +93,14 @@ class DllmFreeDave(Decoder):
 
     @dataclass
     class Options:
-        block_length: int = 32  # semi-autoregressive block size (tokens), as the reference
-        tokens_per_step: int = 1  # k of the reproduced reference decoding
-        drafts: int = 4  # sequences per forward: the canvas and drafts - 1 drafted states
+        # semi-autoregressive block size (tokens), as the reference
+        block_length: int = option(32, ge=1)
+        tokens_per_step: int = option(1, ge=1)  # k of the reproduced reference decoding
+        # sequences per forward: the canvas and drafts - 1 drafted states
+        drafts: int = option(4, ge=1)
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if options.tokens_per_step < 1 or options.drafts < 1:
-            raise ConfigError(
-                f"method.tokens_per_step and method.drafts must be >= 1, got "
-                f"{options.tokens_per_step} and {options.drafts}"
-            )
         self.denoiser = DiffusionRunner.wrap(target)
 
     def generate(self, request: Request) -> GenerationResult:

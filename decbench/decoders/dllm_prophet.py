@@ -21,10 +21,10 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, static_step
 from decbench.diffusion.runner import DiffusionRunner
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -50,16 +50,14 @@ class DllmProphet(Decoder):
 
     @dataclass
     class Options:
-        block_length: int = 32  # semi-autoregressive block size (tokens)
-        tokens_per_step: int = 1  # k of the underlying reference decoding
+        block_length: int = option(32, ge=1)  # semi-autoregressive block size (tokens)
+        tokens_per_step: int = option(1, ge=1)  # k of the underlying reference decoding
         early_threshold: float = 7.5  # gap needed in the first third of the reference steps
         mid_threshold: float = 5.0  # ... in the middle third
         late_threshold: float = 2.5  # ... in the last third
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if options.tokens_per_step < 1:
-            raise ConfigError(f"method.tokens_per_step must be >= 1, got {options.tokens_per_step}")
         self.denoiser = DiffusionRunner.wrap(target)
 
     def threshold(self, progress: float) -> float:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
 from decbench.diffusion.runner import CACHE_MODES, DiffusionRunner
-from decbench.errors import ConfigError, check_choice
+from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -44,15 +45,14 @@ class DllmThreshold(Decoder):
 
     @dataclass
     class Options:
-        block_length: int = 32  # semi-autoregressive block size (tokens)
-        threshold: float = 0.9  # unmask every position whose confidence exceeds this
-        cache: str = "prefix"  # none | prefix | dual (Fast-dLLM's block KV cache)
+        block_length: int = option(32, ge=1)  # semi-autoregressive block size (tokens)
+        # unmask every position whose confidence exceeds this
+        threshold: float = option(0.9, ge=0, le=1)
+        # none | prefix | dual (Fast-dLLM's block KV cache)
+        cache: str = option("prefix", choices=CACHE_MODES)
 
     def __init__(self, target, options, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if not 0.0 <= options.threshold <= 1.0:
-            raise ConfigError(f"method.threshold must be in [0, 1], got {options.threshold}")
-        check_choice("method.cache", options.cache, CACHE_MODES)
         self.denoiser = DiffusionRunner.wrap(target)
         if options.cache != "none" and not self.denoiser.info.supports_cache:
             raise ConfigError(

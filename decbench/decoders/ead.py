@@ -32,10 +32,10 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import load_draft
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import choose, make_generator
 
@@ -45,9 +45,11 @@ DRAFT, TARGET = "draft", "target"
 @dataclass
 class EadOptions:
     draft: str = "self:layers=24"  # small model: name/folder, or self:layers=N
-    threshold: float = 1.5  # τ in bits: rolling entropy above it hands over to the target
-    window: int = 5  # w: tokens in the rolling entropy
-    min_target_tokens: int = 5  # the target keeps at least this many tokens once it takes over
+    # τ in bits: rolling entropy above it hands over to the target
+    threshold: float = option(1.5, ge=0)
+    window: int = option(5, ge=1)  # w: tokens in the rolling entropy
+    # the target keeps at least this many tokens once it takes over
+    min_target_tokens: int = option(5, ge=1)
 
 
 def entropy_bits(logits: torch.Tensor) -> float:
@@ -160,14 +162,6 @@ class EntropyAdaptiveDecoding(Decoder):
 
     def __init__(self, target: ModelRunner, options: EadOptions, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        if options.window < 1:
-            raise ConfigError(f"method.window must be >= 1 (tokens), got {options.window}")
-        if options.threshold < 0:
-            raise ConfigError(f"method.threshold must be >= 0 (bits), got {options.threshold}")
-        if options.min_target_tokens < 1:
-            raise ConfigError(
-                f"method.min_target_tokens must be >= 1, got {options.min_target_tokens}"
-            )
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:

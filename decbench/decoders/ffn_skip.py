@@ -35,6 +35,7 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.errors import ConfigError
 from decbench.results import GenerationResult
@@ -45,10 +46,12 @@ FFN_NORMS = ("pre_feedforward_layernorm", "post_attention_layernorm")  # the nor
 @dataclass
 class FFNSkipOptions:
     threshold: float = 0.985  # cosine(h, h + FFN) above which the following FFN blocks are skipped
-    warmup_tokens: int = 4  # generated tokens decoded by the full model before any skipping
-    keep_first: int = 4  # first layers whose FFN always runs (cold region)
-    keep_last: int = 3  # last layers whose FFN always runs (cold region)
-    max_skip_fraction: float = 0.25  # most FFN blocks skipped per token, as a share of all layers
+    # generated tokens decoded by the full model before any skipping
+    warmup_tokens: int = option(4, ge=0)
+    keep_first: int = option(4, ge=0)  # first layers whose FFN always runs (cold region)
+    keep_last: int = option(3, ge=0)  # last layers whose FFN always runs (cold region)
+    # most FFN blocks skipped per token, as a share of all layers
+    max_skip_fraction: float = option(0.25, ge=0, le=1)
 
 
 class SkipPolicy:
@@ -160,13 +163,6 @@ class FFNSkip(Decoder):
 
     def __init__(self, target: ModelRunner, options: FFNSkipOptions, ctx: DecoderContext) -> None:
         super().__init__(target, options, ctx)
-        for key in ("warmup_tokens", "keep_first", "keep_last"):
-            if getattr(options, key) < 0:
-                raise ConfigError(f"method.{key} must be >= 0, got {getattr(options, key)}")
-        if not 0.0 <= options.max_skip_fraction <= 1.0:
-            raise ConfigError(
-                f"method.max_skip_fraction must be in [0, 1], got {options.max_skip_fraction}"
-            )
         self.n_layers = len(decoder_layers(target.model))
 
     def generate(self, request: Request) -> GenerationResult:

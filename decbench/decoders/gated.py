@@ -15,7 +15,6 @@ and `forwards_per_token` (every target forward, prefill included, per generated 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +26,6 @@ from decbench.decoders.ead import entropy_bits
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.multi_draft import tree_logits
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import choose, make_generator
 
@@ -64,11 +62,6 @@ def branch_logits(step: UncertainStep, builder: tree.TreeBuilder, nodes: list[in
 def log_probs(logits: torch.Tensor) -> torch.Tensor:
     """[..., vocab] the model's own (untempered) log-probabilities, for scoring branches."""
     return logits.float().log_softmax(-1)
-
-
-def check_threshold(threshold: float) -> None:
-    if math.isnan(threshold) or threshold < 0:
-        raise ConfigError(f"method.threshold must be >= 0 bits (inf = never), got {threshold}")
 
 
 def decode_gated(

@@ -8,7 +8,6 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.batch_engine import NoDraft
 from decbench.decoders.speculative.engine import RowPlan
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -26,17 +25,8 @@ class Greedy(Decoder):
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        self._check(request)
         return decode_autoregressive(self.spec.name, self.options, self.target, request)
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         """In a batch: the speculative loop with an empty draft, one token per forward."""
-        self._check(request)
         return RowPlan(NoDraft())
-
-    def _check(self, request: Request) -> None:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'greedy' does not sample; set sampling.temperature = 0 "
-                "or use --method sample"
-            )

@@ -42,6 +42,7 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.beam import Hypotheses, run_search
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
@@ -54,14 +55,12 @@ from decbench.settings import ConstraintSettings
 @dataclass
 class GridBeamOptions:
     include: list[str] = field(default_factory=list)  # phrases that must appear in the output
-    beam: int = 4  # hypotheses kept per grid cell
+    beam: int = option(4, ge=1)  # hypotheses kept per grid cell
     length_penalty: float = 1.0  # finished score = sum log p / length ** length_penalty
     early_stopping: bool = False  # stop as soon as `beam` hypotheses have ended
     leading_space: bool = True  # tokenise " phrase" (mid-sentence spelling) unless it has one
 
-    def __post_init__(self) -> None:
-        if self.beam < 1:
-            raise ConfigError(f"method.beam must be >= 1 (hypotheses per cell), got {self.beam}")
+    def validate(self) -> None:
         for i, phrase in enumerate(self.include):
             if not phrase.strip():
                 raise ConfigError(f"method.include[{i}] is empty; every phrase needs a word")
@@ -308,9 +307,4 @@ class GridBeamDecoder(Decoder):
         return dataclasses.replace(options, include=list(settings.include))
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'grid-beam' is deterministic and does not sample; "
-                "set sampling.temperature = 0"
-            )
         return decode_grid_beam(self.spec.name, self.options, self.target, request)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import load_draft
-from decbench.errors import ConfigError, check_choice
 from decbench.results import GenerationResult
 
 SCHEDULES = ("constant", "heuristic", "heuristic_transient")
@@ -29,9 +29,10 @@ SCHEDULES = ("constant", "heuristic", "heuristic_transient")
 @dataclass
 class HFAssistedOptions:
     draft: str = "self:layers=8"  # model name/folder, or self:layers=N
-    k: int = 4  # num_assistant_tokens (the starting value under a heuristic schedule)
-    schedule: str = "constant"  # constant | heuristic | heuristic_transient
-    confidence: float = 0.0  # assistant_confidence_threshold; 0 = off
+    k: int = option(4, ge=1)  # num_assistant_tokens (the starting value under a heuristic schedule)
+    # constant | heuristic | heuristic_transient
+    schedule: str = option("constant", choices=SCHEDULES)
+    confidence: float = option(0.0, ge=0, lt=1)  # assistant_confidence_threshold; 0 = off
 
 
 @register_decoder
@@ -55,11 +56,6 @@ class HFAssisted(Decoder):
 
     def __init__(self, target, options: HFAssistedOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_choice("method.schedule", options.schedule, SCHEDULES)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1, got {options.k}")
-        if not 0.0 <= options.confidence < 1.0:
-            raise ConfigError(f"method.confidence must be in [0, 1), got {options.confidence}")
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:

@@ -11,7 +11,6 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -29,9 +28,4 @@ class HFGreedy(Decoder):
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'hf-greedy' does not sample; set sampling.temperature = 0 "
-                "or use --method hf-sample"
-            )
         return run_reference(self.spec.name, self.options, self.target, request)

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
 @dataclass
 class HFPromptLookupOptions:
-    k: int = 10  # prompt_lookup_num_tokens: draft tokens per step (at most)
-    max_ngram: int = 3  # max_matching_ngram_size: longest suffix to match
+    k: int = option(10, ge=1)  # prompt_lookup_num_tokens: draft tokens per step (at most)
+    max_ngram: int = option(3, ge=1)  # max_matching_ngram_size: longest suffix to match
 
 
 @register_decoder
@@ -40,13 +40,6 @@ class HFPromptLookup(Decoder):
         reference=True,
     )
     Options = HFPromptLookupOptions
-
-    def __init__(self, target, options: HFPromptLookupOptions, ctx) -> None:
-        super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1, got {options.k}")
-        if options.max_ngram < 1:
-            raise ConfigError(f"method.max_ngram must be >= 1, got {options.max_ngram}")
 
     def generate(self, request: Request) -> GenerationResult:
         return run_reference(

@@ -12,7 +12,6 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -26,13 +25,9 @@ class HFSample(Decoder):
         lossless=True,
         lossless_note="is the sampling reference: draws from the warped target distribution "
         "(its RNG stream differs from decbench's sample)",
+        argmax=False,
         reference=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        if request.sampling.greedy:
-            raise ConfigError(
-                "method 'hf-sample' needs sampling.temperature > 0 (try --temperature 0.8); "
-                "use --method hf-greedy for argmax decoding"
-            )
         return run_reference(self.spec.name, self.options, self.target, request)

@@ -59,12 +59,13 @@ def open_llama(target: LlamaCppRunner, draft_model: Any = None) -> Any:
     return llama
 
 
-def check_greedy(method: str, request: Request) -> None:
-    s = request.sampling
-    if not s.greedy or s.repetition_penalty != 1.0:
+def check_no_penalty(method: str, request: Request) -> None:
+    """llama.cpp's greedy sampler has no repetition penalty (temperature > 0 is refused before
+    loading: these methods declare samples=False)."""
+    if request.sampling.repetition_penalty != 1.0:
         raise ConfigError(
             f"method '{method}' runs llama.cpp's greedy sampler only; set "
-            "sampling.temperature = 0 and sampling.repetition_penalty = 1"
+            "sampling.repetition_penalty = 1"
         )
 
 
@@ -78,7 +79,7 @@ def run_llama_reference(
 ) -> GenerationResult:
     """Run `llama.generate` at temperature 0 from a fresh cache; a GenerationResult like any
     decoder's."""
-    check_greedy(method, request)
+    check_no_penalty(method, request)
     state = GenerationState(method, params, target, request)
     if state.max_new == 0:
         return state.result()

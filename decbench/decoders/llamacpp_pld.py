@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from decbench.backends.capabilities import LLAMA_CPP
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.llamacpp_common import open_llama, run_llama_reference
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
 @dataclass
 class LlamaCppPromptLookupOptions:
-    k: int = 10  # num_pred_tokens: draft tokens per step (at most)
-    max_ngram: int = 2  # max_ngram_size: longest suffix to match (llama-cpp-python's default)
+    k: int = option(10, ge=1)  # num_pred_tokens: draft tokens per step (at most)
+    # max_ngram_size: longest suffix to match (llama-cpp-python's default)
+    max_ngram: int = option(2, ge=1)
 
 
 @register_decoder
@@ -44,10 +45,6 @@ class LlamaCppPromptLookup(Decoder):
 
     def __init__(self, target, options: LlamaCppPromptLookupOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1, got {options.k}")
-        if options.max_ngram < 1:
-            raise ConfigError(f"method.max_ngram must be >= 1, got {options.max_ngram}")
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
         lookup = LlamaPromptLookupDecoding(

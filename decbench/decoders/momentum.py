@@ -34,22 +34,13 @@ from dataclasses import dataclass, field
 import torch
 
 from decbench.backends.runner import ModelRunner
-from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
+from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
-from decbench.errors import ConfigError, unknown
+from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
-
-
-@dataclass
-class MomentumOptions:
-    k: int = 5  # candidates per step (top-k of the target)
-    alpha: float = 0.2  # weight of the resistance; 0 = greedy
-    resistance: str = "linear"  # linear | log | exp | constant | table | none
-    max_ngram: int = 5  # longest repeated walk that is measured
-    table: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 5.0])  # R(1..), `table`
-
 
 RESISTANCES: dict[str, Callable[[int], float]] = {
     "linear": lambda length: float(length),
@@ -58,6 +49,20 @@ RESISTANCES: dict[str, Callable[[int], float]] = {
     "constant": lambda length: 2.0,
     "none": lambda length: 0.0,
 }
+RESISTANCE_NAMES = (*RESISTANCES, "table")  # "table": R(L) from the `table` option
+
+
+@dataclass
+class MomentumOptions:
+    k: int = option(5, ge=1)  # candidates per step (top-k of the target)
+    alpha: float = option(0.2, ge=0)  # weight of the resistance; 0 = greedy
+    resistance: str = option("linear", choices=RESISTANCE_NAMES)  # linear | log | ... | none
+    max_ngram: int = option(5, ge=1)  # longest repeated walk that is measured
+    table: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 5.0])  # R(1..), `table`
+
+    def validate(self) -> None:
+        if self.resistance == "table" and any(not v >= 0 for v in self.table):
+            raise ConfigError(f"method.table values must be >= 0, got {self.table}")
 
 
 def resistance_function(options: MomentumOptions) -> Callable[[int], float]:
@@ -65,9 +70,7 @@ def resistance_function(options: MomentumOptions) -> Callable[[int], float]:
     if options.resistance == "table":
         table = list(options.table)
         return lambda length: table[length - 1] if length <= len(table) else math.inf
-    if options.resistance not in RESISTANCES:
-        raise unknown("method.resistance", options.resistance, [*RESISTANCES, "table"])
-    return RESISTANCES[options.resistance]
+    return RESISTANCES[options.resistance]  # a declared choice (MomentumOptions)
 
 
 class TokenGraph:
@@ -163,22 +166,5 @@ class MomentumDecoding(Decoder):
     )
     Options = MomentumOptions
 
-    def __init__(self, target: ModelRunner, options: MomentumOptions, ctx: DecoderContext):
-        super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1 (candidates per step), got {options.k}")
-        if options.alpha < 0:
-            raise ConfigError(f"method.alpha must be >= 0, got {options.alpha}")
-        if options.max_ngram < 1:
-            raise ConfigError(f"method.max_ngram must be >= 1, got {options.max_ngram}")
-        if options.resistance == "table" and any(v < 0 for v in options.table):
-            raise ConfigError(f"method.table values must be >= 0, got {options.table}")
-        resistance_function(options)  # an unknown resistance is an error before any prompt
-
     def generate(self, request: Request) -> GenerationResult:
-        if not request.sampling.greedy:
-            raise ConfigError(
-                "method 'momentum' is deterministic and does not sample; "
-                "set sampling.temperature = 0 (or use --method sample)"
-            )
         return decode_momentum(self.spec.name, self.options, self.target, request)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from importlib.metadata import entry_points
 
@@ -55,8 +56,17 @@ def register_decoder(cls: type[Decoder]) -> type[Decoder]:
     name = cls.spec.name
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"decoder '{name}' registered twice")
+    check_declarations(cls)
     _REGISTRY[name] = cls
     return cls
+
+
+def check_declarations(cls: type[Decoder]) -> None:
+    """What a spec promises, its Options must carry: a method that needs_draft names its draft
+    model in a `draft: str` option (run.check_profile checks that name before loading)."""
+    fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+    if cls.spec.needs_draft and "draft" not in fields:
+        raise ValueError(f"decoder '{cls.spec.name}' needs_draft but has no `draft` option")
 
 
 def _load_all() -> None:

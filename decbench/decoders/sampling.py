@@ -10,7 +10,6 @@ from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.batch_engine import NoDraft
 from decbench.decoders.speculative.engine import RowPlan
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 
 
@@ -22,22 +21,14 @@ class Sample(Decoder):
         paper="Holtzman et al., The Curious Case of Neural Text Degeneration (2020)",
         lossless=True,
         lossless_note="is the sampling reference: draws from the warped target distribution",
+        argmax=False,
         constraints=True,
         batches=True,
     )
 
     def generate(self, request: Request) -> GenerationResult:
-        self._check(request)
         return decode_autoregressive(self.spec.name, self.options, self.target, request)
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         """In a batch: the speculative loop with an empty draft, one draw per forward."""
-        self._check(request)
         return RowPlan(NoDraft())
-
-    def _check(self, request: Request) -> None:
-        if request.sampling.greedy:
-            raise ConfigError(
-                "method 'sample' needs sampling.temperature > 0 (try --temperature 0.8); "
-                "use --method greedy for argmax decoding"
-            )

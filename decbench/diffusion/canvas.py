@@ -19,7 +19,6 @@ from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Request
 from decbench.decoders.state import GenerationState
 from decbench.diffusion.runner import DiffusionRunner
-from decbench.errors import ConfigError
 from decbench.results import CanvasTrace, GenerationResult
 
 
@@ -122,18 +121,6 @@ def above_threshold(
 
 
 # -- the shared loop -----------------------------------------------------------------------------
-def check_block_length(block_length: int) -> None:
-    if block_length < 1:
-        raise ConfigError(f"method.block_length must be >= 1, got {block_length}")
-
-
-def check_greedy(method: str, request: Request) -> None:
-    if not request.sampling.greedy:
-        raise ConfigError(
-            f"method '{method}' unmasks argmax tokens only; set sampling.temperature = 0"
-        )
-
-
 class DiffusionDecode:
     """One generation: canvas, denoiser counters, GenerationState and the step trace."""
 
@@ -146,8 +133,6 @@ class DiffusionDecode:
         request: Request,
         block_length: int,
     ) -> None:
-        check_greedy(method, request)
-        check_block_length(block_length)
         self.state = GenerationState(method, params, target, request)
         self.denoiser = denoiser
         self.timer = target.timer

@@ -29,24 +29,25 @@ import random
 from dataclasses import dataclass, field
 
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.tree import TreeBuilder
-from decbench.errors import ConfigError
 
 Pair = tuple[int, int]
 
 
 @dataclass
 class AdedOptions:
-    nodes: int = 16  # draft tree size (at most; sparse tables give fewer)
-    depth: int = 5  # draft depth (tokens after the pending one)
-    iterations: int = 48  # MCTS simulations per step
-    exploration: float = 1.0  # PUCT exploration constant
-    top_k: int = 8  # successors kept per tri-gram context
-    text_weight: float = 1.0  # weight added per committed (or prompt) tri-gram
-    verify_weight: float = 0.5  # weight added per target prediction off the accepted path
+    nodes: int = option(16, ge=1)  # draft tree size (at most; sparse tables give fewer)
+    depth: int = option(5, ge=1)  # draft depth (tokens after the pending one)
+    iterations: int = option(48, ge=1)  # MCTS simulations per step
+    exploration: float = option(1.0, ge=0)  # PUCT exploration constant
+    top_k: int = option(8, ge=1)  # successors kept per tri-gram context
+    text_weight: float = option(1.0, ge=0)  # weight added per committed (or prompt) tri-gram
+    # weight added per target prediction off the accepted path
+    verify_weight: float = option(0.5, ge=0)
     seed: int = 0  # the search's own RNG
 
 
@@ -225,15 +226,6 @@ class Aded(PlannedDecoder):
         batches=True,
     )
     Options = AdedOptions
-
-    def __init__(self, target, options: AdedOptions, ctx) -> None:
-        super().__init__(target, options, ctx)
-        for key in ("nodes", "depth", "iterations", "top_k"):
-            if getattr(options, key) < 1:
-                raise ConfigError(f"method.{key} must be >= 1, got {getattr(options, key)}")
-        for key in ("exploration", "text_weight", "verify_weight"):
-            if getattr(options, key) < 0:
-                raise ConfigError(f"method.{key} must be >= 0, got {getattr(options, key)}")
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = AdedProposer(self.options, request.prompt_ids)

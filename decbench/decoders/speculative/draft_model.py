@@ -25,10 +25,11 @@ from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner, fork_runner
 from decbench.decoders.base import DecoderContext, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.errors import ConfigError, check_choice
+from decbench.errors import ConfigError
 from decbench.sampler import draw, greedy_tokens, target_distribution
 
 SCHEDULES = ("constant", "heuristic")
@@ -38,10 +39,18 @@ SCHEDULES = ("constant", "heuristic")
 class DraftModelOptions:
     draft: str = "self:layers=8"  # model name/folder, self:layers=N, self:int8 or self:int4
     k: int = 4  # draft tokens per step (the starting value under the heuristic schedule)
-    schedule: str = "constant"  # constant | heuristic (adaptive K)
-    k_min: int = 1  # bounds for the adaptive schedule
+    schedule: str = option("constant", choices=SCHEDULES)  # constant | heuristic (adaptive K)
+    k_min: int = option(1, ge=1)  # bounds for the adaptive schedule
     k_max: int = 12
-    p_min: float = 0.0  # stop drafting when the draft's top probability is below this; 0 = off
+    # stop drafting when the draft's top probability is below this; 0 = off
+    p_min: float = option(0.0, ge=0, lt=1)
+
+    def validate(self) -> None:
+        if not self.k_min <= self.k <= self.k_max:
+            raise ConfigError(
+                f"method.k needs 1 <= k_min <= k <= k_max, got "
+                f"{self.k_min} <= {self.k} <= {self.k_max}"
+            )
 
 
 class DraftModelProposer:
@@ -100,6 +109,22 @@ class DraftModelProposer:
             self.k = max(self.k - 1, self.options.k_min)
 
 
+def check_draft_name(spec: str) -> None:
+    """Refuse a method.draft that can name no model, before anything loads: an empty name, or a
+    `self:` form that is not one (run.check_profile asks this of every needs_draft method)."""
+    if not spec.strip():
+        raise ConfigError(
+            "method.draft is empty; give a draft model name or folder, self:layers=N, "
+            f"{' or '.join(SELF_QUANTIZED)}"
+        )
+    self_form = spec.startswith("self:") and spec not in SELF_QUANTIZED
+    if self_form and not re.fullmatch(r"self:layers=\d+", spec):
+        raise ConfigError(
+            f"method.draft: unknown self-draft '{spec}' "
+            f"(expected self:layers=N, {', '.join(SELF_QUANTIZED)})"
+        )
+
+
 def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunner:
     """`self:layers=N` derives a draft from the target; anything else loads a model by name."""
     if spec.startswith("self:") and TORCH_MODEL not in BACKENDS[target.backend]:
@@ -108,16 +133,11 @@ def load_draft(spec: str, target: ModelRunner, ctx: DecoderContext) -> ModelRunn
             f"'{target.backend}' lacks; give a draft model by name (on llama.cpp: a .gguf path, "
             f"or NAME@q4_0 for a copy quantized by llama.cpp)"
         )
+    check_draft_name(spec)
     if spec in SELF_QUANTIZED:
         return quantized_self_draft(target, SELF_QUANTIZED[spec])
     if spec.startswith("self:"):
-        match = re.fullmatch(r"self:layers=(\d+)", spec)
-        if not match:
-            raise ConfigError(
-                f"method.draft: unknown self-draft '{spec}' "
-                f"(expected self:layers=N, {', '.join(SELF_QUANTIZED)})"
-            )
-        return truncated_runner(target, int(match.group(1)))
+        return truncated_runner(target, int(spec.removeprefix("self:layers=")))
     draft = ctx.load_model(spec)
     check_same_vocabulary(target, draft)
     return draft
@@ -168,14 +188,6 @@ class SpeculativeDecoding(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: DraftModelOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_choice("method.schedule", options.schedule, SCHEDULES)
-        if not 1 <= options.k_min <= options.k <= options.k_max:
-            raise ConfigError(
-                f"method.k needs 1 <= k_min <= k <= k_max, got "
-                f"{options.k_min} <= {options.k} <= {options.k_max}"
-            )
-        if not 0.0 <= options.p_min < 1.0:
-            raise ConfigError(f"method.p_min must be in [0, 1), got {options.p_min}")
         self.draft = load_draft(options.draft, target, ctx)
         self.row_drafts: list[ModelRunner] = [self.draft]  # one draft cache per batch row
 

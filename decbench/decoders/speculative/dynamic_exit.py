@@ -21,13 +21,14 @@ draft's q under sampling); the exit layer only changes speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
 from decbench.decoders.speculative.engine import run_speculative
@@ -38,13 +39,13 @@ from decbench.results import GenerationResult
 
 @dataclass
 class DynamicExitOptions:
-    exits: list[int] = field(
-        default_factory=list
-    )  # candidate exit layers; [] = every N/8 up to 2N/3
-    k_max: int = 6  # longest draft per step
-    stop_below: float = 0.5  # Kangaroo: stop drafting when the draft's top-1 prob is below this
-    probe_every: int = 4  # steps between acceptance probes of every candidate layer
-    decay: float = 0.95  # weight kept by older probe rows in each layer's acceptance rate
+    exits: list[int] = option([], ge=1)  # candidate exit layers; [] = every N/8 up to 2N/3
+    k_max: int = option(6, ge=1)  # longest draft per step
+    # Kangaroo: stop drafting when the draft's top-1 prob is below this
+    stop_below: float = option(0.5, ge=0, lt=1)
+    probe_every: int = option(4, ge=1)  # steps between acceptance probes of every candidate layer
+    # weight kept by older probe rows in each layer's acceptance rate
+    decay: float = option(0.95, gt=0, le=1)
 
 
 def default_exits(n_layers: int) -> list[int]:
@@ -170,14 +171,8 @@ class DynamicExit(Decoder):
             )
         n = len(layers)
         self.exits = sorted(set(options.exits)) if options.exits else default_exits(n)
-        if not all(1 <= e < n for e in self.exits):
+        if not all(e < n for e in self.exits):  # needs the model: the declared range is >= 1
             raise ConfigError(f"method.exits must lie in 1..{n - 1}, got {options.exits}")
-        if options.k_max < 1 or options.probe_every < 1 or not 0 <= options.stop_below < 1:
-            raise ConfigError(
-                "method.k_max and method.probe_every must be >= 1 and method.stop_below in [0, 1)"
-            )
-        if not 0 < options.decay <= 1:
-            raise ConfigError(f"method.decay must be in (0, 1], got {options.decay}")
 
     def generate(self, request: Request) -> GenerationResult:
         proposer = DynamicExitProposer(self.target, self.options, self.exits)

@@ -25,18 +25,19 @@ from decbench.backends import kernels
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
-from decbench.errors import ConfigError
 
 
 @dataclass
 class EagleOptions:
     draft: str = "smollm2-135m-eagle"  # shipped alias or a folder from `decbench distill`
-    k: int = 3  # chain length (4 verified tokens: longer verify forwards cost much more on CPU)
+    # chain length (4 verified tokens: longer verify forwards cost much more on CPU)
+    k: int = option(3, ge=1)
 
 
 class EagleProposer:
@@ -82,8 +83,6 @@ class Eagle(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: EagleOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1, got {options.k}")
         from decbench.models import artifact_path
 
         draft, record = load_eagle(artifact_path(options.draft), target.model.dtype)

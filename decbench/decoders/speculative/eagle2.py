@@ -35,21 +35,22 @@ import torch
 from decbench.backends import kernels
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree, tree_size
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
-from decbench.errors import ConfigError
 
 
 @dataclass
 class Eagle2Options:
     draft: str = "smollm2-135m-eagle"  # shipped alias or a folder from `decbench distill`
-    top_k: int = 4  # children per expanded node, and nodes expanded per depth
-    depth: int = 4  # tree depth (draft forwards per step: depth - 1)
-    nodes: int | str = 8  # tree nodes the target verifies, or "auto" (from the verify cost)
+    top_k: int = option(4, ge=1)  # children per expanded node, and nodes expanded per depth
+    depth: int = option(4, ge=1)  # tree depth (draft forwards per step: depth - 1)
+    # tree nodes the target verifies, or "auto" (from the verify cost)
+    nodes: int | str = option(8, ge=1, choices=("auto",))
 
 
 @dataclass
@@ -195,13 +196,6 @@ def largest_tree(top_k: int, depth: int) -> int:
     return min(top_k + (depth - 1) * top_k * top_k, tree_size.MAX_NODES)
 
 
-def check_tree_options(top_k: int, depth: int, nodes: int | str) -> None:
-    if top_k < 1 or depth < 1:
-        raise ConfigError(f"method.top_k and method.depth must be >= 1, got {top_k}, {depth}")
-    if nodes != "auto" and (not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1):
-        raise ConfigError(f'method.nodes must be an integer >= 1 or "auto", got {nodes!r}')
-
-
 @register_decoder
 class Eagle2(PlannedDecoder):
     spec = MethodSpec(
@@ -220,7 +214,6 @@ class Eagle2(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: Eagle2Options, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_tree_options(options.top_k, options.depth, options.nodes)
         self.draft, self.embed, self.rows, self.record = load_chain_parts(target, options.draft)
         self.costs = tree_size.VerifyCosts(target) if options.nodes == "auto" else None
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import torch
 
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, SideBranch
 from decbench.decoders.speculative.tree import TreeBuilder
-from decbench.errors import ConfigError
 
 JACOBI = "jacobi"
 CONTEXT = "context"
@@ -45,9 +45,9 @@ CONTEXT = "context"
 
 @dataclass
 class LookaheadOptions:
-    window: int = 3  # W: Jacobi window columns
-    ngram: int = 3  # N: n-gram size; the window keeps N-1 levels
-    guesses: int = 3  # G: pool n-grams verified per step (and kept per key)
+    window: int = option(3, ge=1)  # W: Jacobi window columns
+    ngram: int = option(3, ge=2)  # N: n-gram size; the window keeps N-1 levels
+    guesses: int = option(3, ge=1)  # G: pool n-grams verified per step (and kept per key)
     prompt_pool: bool = True  # also pool the n-grams of the prompt and the generated text
     seed: int = 0  # the window's initial tokens are drawn from the prompt with this seed
 
@@ -169,14 +169,6 @@ class Lookahead(PlannedDecoder):
         batches=True,
     )
     Options = LookaheadOptions
-
-    def __init__(self, target, options: LookaheadOptions, ctx) -> None:
-        super().__init__(target, options, ctx)
-        for key in ("window", "guesses"):
-            if getattr(options, key) < 1:
-                raise ConfigError(f"method.{key} must be >= 1, got {getattr(options, key)}")
-        if options.ngram < 2:
-            raise ConfigError(f"method.ngram must be >= 2, got {options.ngram}")
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         proposer = LookaheadProposer(self.options, request.prompt_ids)

@@ -27,6 +27,7 @@ import torch
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
@@ -34,7 +35,6 @@ from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerCont
 from decbench.decoders.speculative.typical import typical_rule
 from decbench.drafts.medusa import MedusaHeads, load_heads
 from decbench.drafts.stored import check_fits
-from decbench.errors import ConfigError, check_choice
 
 ACCEPTANCE = ("exact", "typical")
 
@@ -42,11 +42,13 @@ ACCEPTANCE = ("exact", "typical")
 @dataclass
 class MedusaOptions:
     heads: str = "smollm2-135m-medusa"  # shipped alias or a folder from `decbench distill`
-    top_k: int = 2  # candidates per head
-    nodes: int = 4  # tree size (the paper verifies 64 on a GPU; a CPU wants few)
-    acceptance: str = "exact"  # exact (lossless) or typical (lossy under sampling)
-    posterior_threshold: float = 0.09  # typical acceptance: epsilon
-    posterior_alpha: float = 0.3  # typical acceptance: delta (the paper: sqrt(epsilon))
+    top_k: int = option(2, ge=1)  # candidates per head
+    nodes: int = option(4, ge=1)  # tree size (the paper verifies 64 on a GPU; a CPU wants few)
+    # exact (lossless) or typical (lossy under sampling)
+    acceptance: str = option("exact", choices=ACCEPTANCE)
+    posterior_threshold: float = option(0.09, gt=0, le=1)  # typical acceptance: epsilon
+    # typical acceptance: delta (the paper: sqrt(epsilon))
+    posterior_alpha: float = option(0.3, gt=0)
 
 
 class MedusaProposer:
@@ -107,13 +109,6 @@ class Medusa(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: MedusaOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_choice("method.acceptance", options.acceptance, ACCEPTANCE)
-        if options.top_k < 1 or options.nodes < 1:
-            raise ConfigError(
-                f"method.top_k and method.nodes must be >= 1, got {options.top_k}, {options.nodes}"
-            )
-        if not 0.0 < options.posterior_threshold <= 1.0 or options.posterior_alpha <= 0.0:
-            raise ConfigError("method.posterior_threshold must be in (0, 1], posterior_alpha > 0")
         from decbench.models import artifact_path
 
         heads, record = load_heads(artifact_path(options.heads), target.model.dtype)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
@@ -21,9 +22,16 @@ from decbench.errors import ConfigError
 
 @dataclass
 class PromptLookupOptions:
-    k: int = 10  # draft tokens per step (at most)
-    max_ngram: int = 3  # longest suffix to match
-    min_ngram: int = 1  # shortest suffix to match
+    k: int = option(10, ge=1)  # draft tokens per step (at most)
+    max_ngram: int = option(3, ge=1)  # longest suffix to match
+    min_ngram: int = option(1, ge=1)  # shortest suffix to match
+
+    def validate(self) -> None:
+        if self.min_ngram > self.max_ngram:
+            raise ConfigError(
+                f"method.min_ngram/max_ngram need 1 <= min_ngram <= max_ngram, "
+                f"got {self.min_ngram}/{self.max_ngram}"
+            )
 
 
 class NgramIndex:
@@ -79,16 +87,6 @@ class PromptLookup(PlannedDecoder):
         batches=True,
     )
     Options = PromptLookupOptions
-
-    def __init__(self, target, options: PromptLookupOptions, ctx) -> None:
-        super().__init__(target, options, ctx)
-        if options.k < 1:
-            raise ConfigError(f"method.k must be >= 1, got {options.k}")
-        if not 1 <= options.min_ngram <= options.max_ngram:
-            raise ConfigError(
-                f"method.min_ngram/max_ngram need 1 <= min_ngram <= max_ngram, "
-                f"got {options.min_ngram}/{options.max_ngram}"
-            )
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:
         return RowPlan(PromptLookupProposer(self.options))

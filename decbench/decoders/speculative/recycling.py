@@ -31,6 +31,7 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
@@ -44,9 +45,9 @@ WARM_START_MAX = 1024  # longest prompt whose prefill logits ([n, vocab] floats)
 
 @dataclass
 class RecyclingOptions:
-    k: int = 8  # successors kept per token (adjacency matrix width)
-    nodes: int = 8  # tree template size (the paper uses 80 on a GPU; a CPU wants few)
-    max_depth: int = 6  # deepest template level
+    k: int = option(8, ge=1)  # successors kept per token (adjacency matrix width)
+    nodes: int = option(8, ge=1)  # tree template size (the paper uses 80 on a GPU; a CPU wants few)
+    max_depth: int = option(6, ge=1)  # deepest template level
     persist: bool = True  # keep the matrix across requests (the paper's hot start)
     warm_start: bool = True  # also recycle the prefill's logits (prompts up to WARM_START_MAX)
 
@@ -171,12 +172,8 @@ class TokenRecycling(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: RecyclingOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if not 1 <= options.k <= target.vocab_size:
-            raise ConfigError(f"method.k must be in 1..{target.vocab_size}, got {options.k}")
-        if options.nodes < 1:
-            raise ConfigError(f"method.nodes must be >= 1, got {options.nodes}")
-        if options.max_depth < 1:
-            raise ConfigError(f"method.max_depth must be >= 1, got {options.max_depth}")
+        if options.k > target.vocab_size:  # needs the model: the declared range is k >= 1
+            raise ConfigError(f"method.k must be <= {target.vocab_size}, got {options.k}")
         self.template = build_template(options.nodes, options.k, options.max_depth)
         self.matrix = AdjacencyMatrix(target.vocab_size, options.k)
 

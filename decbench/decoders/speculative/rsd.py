@@ -18,13 +18,14 @@ top-b tokens and the engine's exact match keeps the output token-identical to gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.draft_model import load_draft
@@ -44,8 +45,13 @@ from decbench.sampler import draw, penalize
 @dataclass
 class RSDOptions:
     draft: str = "smollm2-135m-student"  # model name/folder sharing the tokenizer, or self:...
-    branches: list[int] = field(default_factory=lambda: [3, 2, 1])  # children per node, by depth
-    budget: int = 0  # most tree nodes (target tokens per step besides the pending one); 0 = all
+    branches: list[int] = option([3, 2, 1], ge=1)  # children per node, by depth
+    # most tree nodes (target tokens per step besides the pending one); 0 = all
+    budget: int = option(0, ge=0)
+
+    def validate(self) -> None:
+        if not self.branches:
+            raise ConfigError("method.branches needs one or more widths >= 1, got []")
 
 
 # -- recursive rejection sampling ----------------------------------------------------------------
@@ -154,11 +160,6 @@ def node_distribution(
     return q.log(), q
 
 
-def check_budget(budget: int) -> None:
-    if budget < 0:
-        raise ConfigError(f"method.budget must be >= 0 (0 = no cap), got {budget}")
-
-
 def run_rsd(decoder: Decoder, proposer: TreeSource, request: Request) -> GenerationResult:
     """The speculative engine with `proposer`'s tree verified by recursive rejection sampling."""
     rule = rsd_rule(proposer)
@@ -227,11 +228,6 @@ class RecursiveSpeculativeDecoding(Decoder):
 
     def __init__(self, target: ModelRunner, options: RSDOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if not options.branches or min(options.branches) < 1:
-            raise ConfigError(
-                f"method.branches needs one or more widths >= 1, got {options.branches}"
-            )
-        check_budget(options.budget)
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:

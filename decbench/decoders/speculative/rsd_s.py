@@ -30,22 +30,23 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.draft_model import load_draft
 from decbench.decoders.speculative.multi_draft import DraftTree, TreeDrafter
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.decoders.speculative.rsd import check_budget, node_distribution, run_rsd
-from decbench.errors import ConfigError
+from decbench.decoders.speculative.rsd import node_distribution, run_rsd
 from decbench.results import GenerationResult
 
 
 @dataclass
 class RSDSOptions:
     draft: str = "smollm2-135m-student"  # model name/folder sharing the tokenizer, or self:...
-    beam: int = 3  # sequences kept at each depth (nodes per tree level)
-    depth: int = 3  # tree levels (draft tokens per path)
-    budget: int = 0  # most tree nodes (target tokens per step besides the pending one); 0 = all
+    beam: int = option(3, ge=1)  # sequences kept at each depth (nodes per tree level)
+    depth: int = option(3, ge=1)  # tree levels (draft tokens per path)
+    # most tree nodes (target tokens per step besides the pending one); 0 = all
+    budget: int = option(0, ge=0)
 
 
 # -- stochastic beam search ----------------------------------------------------------------------
@@ -160,11 +161,6 @@ class RecursiveSpeculativeBeam(Decoder):
 
     def __init__(self, target: ModelRunner, options: RSDSOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.beam < 1 or options.depth < 1:
-            raise ConfigError(
-                f"method.beam and method.depth must be >= 1, got {options.beam} and {options.depth}"
-            )
-        check_budget(options.budget)
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:

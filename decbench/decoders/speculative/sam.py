@@ -25,6 +25,7 @@ from pathlib import Path
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
@@ -40,8 +41,8 @@ DATASTORE_SCHEMA = "decbench/sam-datastore/v1"
 
 @dataclass
 class SamOptions:
-    k: int = 4  # draft tokens per step (at most)
-    min_match: int = 2  # draft only when the suffix match is at least this long
+    k: int = option(4, ge=1)  # draft tokens per step (at most)
+    min_match: int = option(2, ge=1)  # draft only when the suffix match is at least this long
     datastore: str = ""  # corpus text file (built once, cached) or a built .npz; "" = none
 
 
@@ -111,11 +112,6 @@ def load_datastore(option: str, target: ModelRunner) -> StaticAutomaton | None:
     return automaton
 
 
-def check_sam_options(k: int, min_match: int) -> None:
-    if k < 1 or min_match < 1:
-        raise ConfigError(f"method.k and method.min_match must be >= 1, got {k}, {min_match}")
-
-
 @register_decoder
 class Sam(PlannedDecoder):
     spec = MethodSpec(
@@ -131,7 +127,6 @@ class Sam(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: SamOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_sam_options(options.k, options.min_match)
         self.static = load_datastore(options.datastore, target)
 
     def plan(self, request: Request, row: int = 0) -> RowPlan:

@@ -19,18 +19,18 @@ from dataclasses import dataclass
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree_size
 from decbench.decoders.speculative.eagle2 import (
     Eagle2Options,
     Eagle2Proposer,
-    check_tree_options,
     largest_tree,
     load_chain_parts,
 )
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.decoders.speculative.sam import check_sam_options, load_datastore
+from decbench.decoders.speculative.sam import load_datastore
 from decbench.decoders.speculative.suffix_automaton import StaticAutomaton, StreamMatcher
 from decbench.drafts.eagle import EagleChain
 
@@ -38,12 +38,13 @@ from decbench.drafts.eagle import EagleChain
 @dataclass
 class SamEagleOptions:
     draft: str = "smollm2-135m-eagle"  # EAGLE draft: shipped alias or a `distill` folder
-    k: int = 6  # retrieval draft tokens per step (at most)
-    min_match: int = 4  # retrieve when the suffix match is at least this long
+    k: int = option(6, ge=1)  # retrieval draft tokens per step (at most)
+    min_match: int = option(4, ge=1)  # retrieve when the suffix match is at least this long
     datastore: str = ""  # corpus text file (built once, cached) or a built .npz; "" = none
-    top_k: int = 4  # EAGLE-2: children per expanded node, nodes expanded per depth
-    depth: int = 4  # EAGLE-2: tree depth
-    nodes: int | str = 8  # EAGLE-2: tree nodes verified, or "auto" (from the verify cost)
+    top_k: int = option(4, ge=1)  # EAGLE-2: children per expanded node, nodes expanded per depth
+    depth: int = option(4, ge=1)  # EAGLE-2: tree depth
+    # EAGLE-2: tree nodes verified, or "auto" (from the verify cost)
+    nodes: int | str = option(8, ge=1, choices=("auto",))
 
 
 class SamEagleProposer:
@@ -92,8 +93,6 @@ class SamEagle(PlannedDecoder):
 
     def __init__(self, target: ModelRunner, options: SamEagleOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        check_sam_options(options.k, options.min_match)
-        check_tree_options(options.top_k, options.depth, options.nodes)
         self.static: StaticAutomaton | None = load_datastore(options.datastore, target)
         self.draft, self.embed, self.rows, self.record = load_chain_parts(target, options.draft)
         self.costs = tree_size.VerifyCosts(target) if options.nodes == "auto" else None

@@ -28,6 +28,7 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
+from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.draft_model import load_draft
@@ -39,7 +40,6 @@ from decbench.decoders.speculative.multi_draft import (
     node_contexts,
 )
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
-from decbench.errors import ConfigError
 from decbench.results import GenerationResult
 from decbench.sampler import draw, greedy_tokens
 
@@ -47,8 +47,8 @@ from decbench.sampler import draw, greedy_tokens
 @dataclass
 class SpecTrOptions:
     draft: str = "smollm2-135m-student"  # model name/folder sharing the tokenizer, or self:...
-    k: int = 4  # i.i.d. draft sequences per step
-    depth: int = 3  # tokens per draft sequence
+    k: int = option(4, ge=1)  # i.i.d. draft sequences per step
+    depth: int = option(3, ge=1)  # tokens per draft sequence
 
 
 # -- K-SEQ ---------------------------------------------------------------------------------------
@@ -191,10 +191,6 @@ class SpecTr(Decoder):
 
     def __init__(self, target: ModelRunner, options: SpecTrOptions, ctx) -> None:
         super().__init__(target, options, ctx)
-        if options.k < 1 or options.depth < 1:
-            raise ConfigError(
-                f"method.k and method.depth must be >= 1, got {options.k}, {options.depth}"
-            )
         self.draft = load_draft(options.draft, target, ctx)
 
     def generate(self, request: Request) -> GenerationResult:
