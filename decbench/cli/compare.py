@@ -21,9 +21,10 @@ from decbench.cli.compare_render import (
 )
 from decbench.cli.output import Mode, Output
 from decbench.compare import Event, RunStore, make_plan, plan_profiles, run_compare, summarize
-from decbench.compare.plot import plot_speedups
+from decbench.compare.plot import plot_summary
 from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
 from decbench.compare.store import read_plan
+from decbench.compare.sweep import expand, parse_sweep
 from decbench.errors import ConfigError
 from decbench.suites import DEFAULT_SUITE, FORMATS, get_suite
 
@@ -48,6 +49,9 @@ Examples:
   decbench compare --merge runs/a runs/b --output runs/all
 
   decbench compare greedy pld recycling --suite json-extraction --json-schema sample
+
+  decbench compare greedy dllm-threshold dllm-prophet --suite parallel --max-new-tokens 32 \
+      --sweep method.threshold=0.5,0.7,0.9 --plot dllm.png
 
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
@@ -75,6 +79,14 @@ CategoryOpt = Annotated[
     typer.Option("--category", "-c", help="Only these categories (repeatable)."),
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most N prompts per category.")]
+SweepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        help="TABLE.KEY=V1,V2,...: run each profile that has the key once per value "
+        "(repeatable; sweeps of one profile move together).",
+    ),
+]
 
 
 def compare(
@@ -89,6 +101,7 @@ def compare(
     suite_format: FormatOpt = "auto",
     category: CategoryOpt = None,
     limit: LimitOpt = None,
+    sweep: SweepOpt = None,
     repeat: Annotated[int, typer.Option("--repeat", "-r", help="Runs of every prompt.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs per profile.")] = 1,
     baseline: Annotated[
@@ -166,12 +179,14 @@ def compare(
         "warmup": warmup,
         "baseline": baseline,
         "sets": sets,
+        "sweeps": sweep,
         "flags": flags,
     }
     shaping = bool(profiles or methods or suite or category or limit or sets or repeat != 1)
+    shaping = shaping or bool(sweep)
     shaping = shaping or any(v is not None for v in flags.values())
     if merge:
-        shaped = bool(methods or suite or category or limit or sets)
+        shaped = bool(methods or suite or category or limit or sets or sweep)
         shaped = shaped or any(v is not None for v in flags.values())
         store, dropped = _merge(profiles, output, shaped, out)
         plan, records = store.plan, store.records
@@ -223,7 +238,7 @@ def compare(
                 out.info(f"kept the finished runs; continue with --resume {folder}")
             raise
     if plot is not None:
-        plot_speedups(summary, plot)
+        plot_summary(summary, plot)
         out.info(f"plot: {plot}")
     if json_out:
         out.data(summary)
@@ -275,10 +290,16 @@ def _plan(
     baseline: str | None,
     sets: list[str] | None,
     flags: dict[str, Any],
+    sweeps: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The plan the options describe: profiles (files, then --method names), suite, selection."""
-    built = [o.build_profile(None, name, sets, **flags) for name in profiles or []]
-    built += [o.build_profile(name, None, sets, **flags) for name in methods or []]
+    """The plan the options describe: profiles (files, then --method names, each expanded by
+    --sweep), suite, selection."""
+    specs = [(None, name) for name in profiles or []] + [(name, None) for name in methods or []]
+
+    def build(spec: tuple[str | None, str | None], extra: list[str]):
+        return o.build_profile(spec[0], spec[1], [*(sets or []), *extra], **flags)
+
+    built, labels = expand(specs, build, [parse_sweep(s) for s in sweeps or []])
     if not built:
         raise ConfigError(
             "compare needs profiles to compare: give TOML files or built-in names, or --method "
@@ -287,7 +308,13 @@ def _plan(
     chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
     selection = {"categories": category or [], "limit": limit}
     return make_plan(
-        built, chosen, baseline=baseline, repeat=repeat, warmup=warmup, selection=selection
+        built,
+        chosen,
+        baseline=baseline,
+        repeat=repeat,
+        warmup=warmup,
+        selection=selection,
+        labels=labels if sweeps else None,
     )
 
 
