@@ -71,7 +71,13 @@ def test_training_items_are_fresh():
 
 def test_parse_sweep_and_its_errors():
     assert parse_sweep("method.threshold=0.5, 0.9") == Sweep("method", "threshold", ("0.5", "0.9"))
-    for bad in ("threshold=0.5", "method.threshold", "method.threshold=", "nope.k=1"):
+    for bad in (
+        "threshold=0.5",
+        "method.threshold",
+        "method.threshold=",
+        "nope.k=1",
+        ":method.k=1",
+    ):
         with pytest.raises(ConfigError, match="--sweep"):
             parse_sweep(bad)
 
@@ -102,6 +108,14 @@ def test_sweeps_expand_the_profiles_that_have_the_key():
         variants(prophet, [together[0], parse_sweep("method.late_threshold=1")])
     with pytest.raises(ConfigError, match="no profile has"):
         expand(["greedy"], build, sweeps)
+    only = [parse_sweep("dllm-confidence:method.tokens_per_step=1,2")]
+    assert only[0].only == "dllm-confidence"
+    _, labels = expand(["dllm-confidence", "dllm-freedave"], build, only)
+    assert labels == [
+        "dllm-confidence[tokens_per_step=1]",
+        "dllm-confidence[tokens_per_step=2]",
+        "dllm-freedave",
+    ]
 
 
 def tradeoff_summary() -> dict:

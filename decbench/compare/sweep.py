@@ -5,7 +5,8 @@ exists only for the methods that declare it); the others run once, unchanged, so
 row can sit beside a dLLM sweep. Several sweeps that apply to one profile move together (the i-th
 values of each form the i-th variant), which is how a knob made of several keys (Prophet's three
 gap thresholds) is swept; they must then list the same number of values. Variant labels name the
-values: `dllm-threshold[threshold=0.7]`.
+values: `dllm-threshold[threshold=0.7]`. `LABEL:TABLE.KEY=...` limits a sweep to the profile of
+that label (`dllm-confidence:method.tokens_per_step=1,2,4`), for keys that several methods share.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Sweep:
     table: str  # method or a profile table
     key: str
     values: tuple[str, ...]  # as written (TOML values), in order
+    only: str = ""  # the label of the one profile it applies to ("" = every profile with the key)
 
     @property
     def name(self) -> str:
@@ -29,8 +31,12 @@ class Sweep:
 
 
 def parse_sweep(text: str) -> Sweep:
-    """'method.threshold=0.5,0.9' -> Sweep('method', 'threshold', ('0.5', '0.9'))."""
+    """'method.threshold=0.5,0.9' -> Sweep('method', 'threshold', ('0.5', '0.9')); a leading
+    'LABEL:' limits it to that profile."""
     key, sep, values = text.partition("=")
+    only, colon, key = key.rpartition(":")
+    if colon and not only.strip():
+        raise ConfigError(f"--sweep '{text}': expected LABEL: before the key")
     table, _, name = key.strip().partition(".")
     items = tuple(v.strip() for v in values.split(",") if v.strip())
     if not sep or not name or not items:
@@ -43,10 +49,12 @@ def parse_sweep(text: str) -> Sweep:
         )
     for value in items:
         parse_override(f"{table}.{name}={value}")
-    return Sweep(table, name, items)
+    return Sweep(table, name, items, only.strip())
 
 
 def applies(sweep: Sweep, profile: Profile) -> bool:
+    if sweep.only and sweep.only != profile.label:
+        return False
     holder = profile.options if sweep.table == "method" else getattr(profile, sweep.table)
     return hasattr(holder, sweep.key)
 
@@ -75,7 +83,8 @@ def check_used(sweeps: list[Sweep], profiles: list[Profile]) -> None:
     for sweep in sweeps:
         if not any(applies(sweep, p) for p in profiles):
             labels = ", ".join(p.label for p in profiles)
-            raise ConfigError(f"--sweep {sweep.name}: no profile has that key ({labels})")
+            where = f"{sweep.only}:" if sweep.only else ""
+            raise ConfigError(f"--sweep {where}{sweep.name}: no profile has that key ({labels})")
 
 
 def expand(specs: list[Any], build: Any, sweeps: list[Sweep]) -> tuple[list[Profile], list[str]]:
