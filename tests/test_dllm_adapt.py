@@ -98,7 +98,7 @@ def test_adapt_end_to_end_on_the_default_model(tmp_path):
     from decbench.diffusion.adapt import adapt
 
     out = tmp_path / "dllm"
-    config = AdaptConfig(out=str(out), layers=1, steps=1, batch=1, prompts=2, answer_tokens=4)
+    config = AdaptConfig(out=str(out), layers=1, steps=1, batch=2, prompts=2, answer_tokens=4)
     report = adapt(config)
     assert report.examples == 2 and len(report.losses) == 1 and report.data_sha256
     assert set(report.samples) and all(isinstance(v, str) for v in report.samples.values())

@@ -269,7 +269,7 @@ RECIPE = {
     "objective": "masked diffusion, CE on masked answer tokens weighted 1/t (LLaDA, Nie et al. "
     "2025); the prompt is never masked; logits of i-1 predict i (Dream, DiffuLLaMA)",
     "anneal": "attention mask annealing causal -> bidirectional over the first `anneal` "
-    "fraction of steps (DiffuLLaMA, Gong et al. 2024)",
+    "fraction of steps (DiffuLLaMA, Gong et al., ICLR 2025)",
     "complementary": "each example twice per batch with complementary masks (LaViDa, Li et al. "
     "2025)",
     "data": "the AR model's own greedy answers (self-distillation) to non-benchmark prompts",

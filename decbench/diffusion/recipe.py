@@ -6,7 +6,7 @@
   prompt is never masked (LLaDA's supervised fine-tuning). The logits of position i - 1 predict
   token i (`shift`), as in AR-initialised dLLMs (Dream; DiffuLLaMA).
 - Attention mask annealing (Gong et al., "Scaling Diffusion Language Models via Adaptation from
-  Autoregressive Models" (DiffuLLaMA), 2024): training starts from the causal mask the AR
+  Autoregressive Models" (DiffuLLaMA), ICLR 2025): training starts from the causal mask the AR
   weights were trained under and opens it to full bidirectional attention over the first
   `anneal` fraction of the steps. Here each future (above-diagonal) entry is opened with
   probability equal to the annealing progress, drawn per example and step.
