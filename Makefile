@@ -56,7 +56,7 @@ clean:
 # it trains there (DLLM_DEVICE).
 DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
 DLLM_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
-DLLM_STEPS ?= 150
+DLLM_STEPS ?= 200
 DLLM_ARGS ?= --layers 0 --steps $(DLLM_STEPS) --batch 8 --lr 1e-4 --anneal 0.1 --complementary true --threads 1
 .PHONY: dllm dllm-tradeoff
 dllm: install

@@ -211,3 +211,18 @@ def test_bad_settings_are_one_line_errors():
         check_config(AdaptConfig(out="x", anneal=2.0))
     with pytest.raises(ConfigError, match="device"):
         check_config(AdaptConfig(out="x", device="tpu"))
+
+
+def test_adaptation_prompts_mix_the_sources_and_leave_the_suites_out():
+    from decbench.diffusion.adapt_data import EASY_PROMPTS, prompt_texts
+    from decbench.suites import get_suite
+    from decbench.suites.parallel import training_items
+
+    texts = prompt_texts(1000)
+    assert len(texts) == len(set(texts)) and 900 <= len(texts) <= 1000
+    suites = {s.turns[0] for name in ("all", "parallel") for s in get_suite(name).samples}
+    assert not suites & set(texts)
+    tasks = {p for p, _ in training_items(400)}
+    assert 350 <= len(tasks & set(texts)) <= 400 and set(EASY_PROMPTS) <= set(texts)
+    first = texts[:100]  # any stretch mixes the kinds
+    assert 20 <= len(tasks & set(first)) <= 60
