@@ -142,6 +142,8 @@ def test_the_tradeoff_plot_is_drawn_when_the_suite_has_answers(tmp_path):
     from decbench.compare import plot
 
     summary = tradeoff_summary()
+    assert plot.knob_values("dllm-prophet[early_threshold=1.9,late_threshold=0.6]") == "1.9/0.6"
+    assert plot.knob_values("greedy") == ""
     assert [p[2:] for p in plot.tradeoff_points(summary)] == [(1.0, 0.6), (0.4, 0.3), (0.8, 0.5)]
     path = plot.plot_summary(summary, tmp_path / "dllm.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

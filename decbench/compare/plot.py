@@ -48,6 +48,15 @@ def tradeoff_points(summary: dict[str, Any]) -> list[tuple[str, str, float, floa
     return points
 
 
+def knob_values(label: str) -> str:
+    """'dllm-prophet[early_threshold=1.9,late_threshold=0.6]' -> '1.9/0.6' ('' without a
+    sweep suffix)."""
+    if not label.endswith("]") or "[" not in label:
+        return ""
+    inside = label[label.index("[") + 1 : -1]
+    return "/".join(part.split("=", 1)[-1] for part in inside.split(","))
+
+
 def plot_summary(summary: dict[str, Any], path: Path) -> Path:
     """The trade-off plot when the suite has reference answers, else speedup bars."""
     if tradeoff_points(summary):
@@ -71,7 +80,7 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path:
         marker = "*" if not method.startswith("dllm") else "o"
         ax.plot(xs, ys, marker=marker, markersize=9 if marker == "*" else 5, label=method)
         for x, y, label in mine:
-            knob = label[label.find("[") + 1 : -1] if "[" in label else ""
+            knob = knob_values(label)
             if knob:
                 ax.annotate(knob, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("model forwards per generated token (dLLMs: denoiser forwards)")
@@ -79,11 +88,11 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(-0.03, 1.03)
     env = summary["environment"]
     ax.set_title(
-        f"{summary['suite']['name']} · {summary['suite']['count']} prompts · {env.get('model')} "
-        f"· {env['device']}",
+        f"{summary['suite']['name']} · {summary['suite']['count']} prompts · {env['device']} "
+        f"{env['dtype']} · labels: knob values",
         fontsize=9,
     )
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, plt, path)
