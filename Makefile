@@ -49,13 +49,29 @@ format: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
-# The small dLLM adapted from the default model (decbench/diffusion/adapt.py; the dllm-* profiles
-# use it). About 70 min of training on one CPU thread at the defaults, plus ~5 min of data.
+# The small dLLM adapted from the default model (decbench/diffusion/adapt.py, docs/dllm.md; the
+# dllm-* profiles use it). On one CPU thread: ~10 min of AR answers when the CPU is free (cached
+# in ~/.cache/decbench/distill-data; ~25 min on a busy shared machine), then training at
+# DLLM_STEPS steps. Interrupted? `make dllm` again resumes from the last checkpoint. With a GPU
+# it trains there (DLLM_DEVICE).
 DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
-DLLM_ARGS ?= --layers 0 --steps 600 --batch 8 --lr 5e-5 --threads 1
-.PHONY: dllm
+DLLM_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+DLLM_STEPS ?= 200
+DLLM_ARGS ?= --layers 0 --steps $(DLLM_STEPS) --batch 8 --lr 1e-4 --anneal 0.1 --complementary true --threads 1
+.PHONY: dllm dllm-tradeoff
 dllm: install
-	$(PY) -m decbench.diffusion.adapt --out "$(DLLM_DIR)" $(DLLM_ARGS)
+	$(PY) -m decbench.diffusion.adapt --out "$(DLLM_DIR)" $(DLLM_ARGS) --device $(DLLM_DEVICE) --resume
+
+# The speed/accuracy trade-off of the dllm-* decoders on the parallel suite, against AR greedy,
+# each along its main knob; writes dllm.png (accuracy against forwards per token).
+DLLM_LIMIT ?= 16
+dllm-tradeoff: install
+	$(PY) -m decbench compare greedy dllm-confidence dllm-threshold dllm-prophet dllm-credit \
+	  dllm-freedave --suite parallel --limit $(DLLM_LIMIT) --max-new-tokens 32 --threads 1 \
+	  --sweep dllm-confidence:method.tokens_per_step=1,2,4 --sweep method.threshold=0.5,0.7,0.9 \
+	  --sweep method.early_threshold=1.9,3.75,7.5 --sweep method.mid_threshold=1.25,2.5,5 \
+	  --sweep method.late_threshold=0.6,1.25,2.5 --sweep method.drafts=2,4 \
+	  --plot dllm.png
 
 # The trained artifacts that ship in decbench/artifacts (aliases smollm2-135m-eagle,
 # smollm2-135m-medusa and smollm2-135m-student): the exact `decbench distill` commands, on 2 CPU

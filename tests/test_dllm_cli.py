@@ -138,3 +138,50 @@ def test_quality_agreement_of_a_dllm_method_is_against_the_reference_decoding(
     quality = json.loads(out)["quality"]
     assert quality["agreement_reference"] == "dllm-confidence"
     assert quality["first_divergence"] is None
+
+
+def test_compare_sweeps_a_knob_on_the_parallel_suite_and_plots_the_tradeoff(
+    monkeypatch, capsys, tiny_dllm_folder, tmp_path
+):
+    """compare --sweep makes one column per knob value, every column reports exact-answer
+    accuracy and forwards per token, and --plot draws accuracy against forwards."""
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "dllm.png"
+    code, out, err = run_cli(
+        monkeypatch,
+        capsys,
+        "compare",
+        "dllm-confidence",
+        "dllm-threshold",
+        "--suite",
+        "parallel",
+        "--limit",
+        "2",
+        "--model",
+        str(tiny_dllm_folder),
+        "-n",
+        "8",
+        "--threads",
+        "1",
+        "--sweep",
+        "method.threshold=0.0,1.0",
+        "--set",
+        "method.block_length=8",
+        "--json",
+        "--plot",
+        str(plot),
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    labels = [p["label"] for p in summary["profiles"]]
+    assert labels == [
+        "dllm-confidence",
+        "dllm-threshold[threshold=0.0]",
+        "dllm-threshold[threshold=1.0]",
+    ]
+    overall = {k: v["overall"] for k, v in summary["results"].items()}
+    for label in labels:
+        assert 0.0 <= overall[label]["quality"]["exact_answer"] <= 1.0
+    fast = overall["dllm-threshold[threshold=0.0]"]["forward_calls_per_token"]
+    assert fast < overall["dllm-threshold[threshold=1.0]"]["forward_calls_per_token"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

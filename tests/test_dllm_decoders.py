@@ -261,3 +261,47 @@ def test_bad_options_are_config_errors(method, options, match):
 def test_bad_block_length_is_a_config_error():
     with pytest.raises(ConfigError, match="block_length"):
         decode(dllm_runner(), "dllm-confidence", [3], block_length=0)
+
+
+# -- every decoder respects its knob -------------------------------------------------------------
+def _gaps(scale: float) -> dict[str, float]:
+    return {
+        "early_threshold": 7.5 * scale,
+        "mid_threshold": 5.0 * scale,
+        "late_threshold": 2.5 * scale,
+    }
+
+
+KNOBS = {  # method -> (knob settings from slowest to fastest, forwards of the fastest per block)
+    "dllm-confidence": [{"tokens_per_step": k} for k in (1, 2, 4, 8)],
+    "dllm-threshold": [{"threshold": t, "cache": "none"} for t in (1.0, 0.9, 0.7, 0.5, 0.0)],
+    "dllm-credit": [{"threshold": t} for t in (1.0, 0.9, 0.7, 0.5, 0.0)],
+    "dllm-prophet": [_gaps(s) for s in (1e9, 4.0, 1.0, 0.25, 0.0)],
+    "dllm-freedave": [{"drafts": d} for d in (1, 2, 4, 8)],
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_decoder_respects_its_knob(method):
+    """Along each method's main knob (the one compare --sweep moves), forwards never rise over a
+    set of prompts, and the fastest setting reaches its floor: one forward per block (or, for
+    Prophet, one forward in all: it commits the whole canvas at once)."""
+    runner = dllm_runner(sharp=12.0)
+    block_length, n = 8, 16
+    totals = []
+    for options in KNOBS[method]:
+        totals.append(
+            sum(
+                calls(decode(runner, method, p, n=n, block_length=block_length, **options))
+                for p in prompts(4, seed=3)
+            )
+        )
+    assert totals == sorted(totals, reverse=True) and totals[0] > totals[-1], totals
+    floor = {"dllm-prophet": 1, "dllm-freedave": None}.get(method, n // block_length)
+    if floor is not None:
+        assert totals[-1] == 4 * floor
+    if method == "dllm-freedave":  # more drafts, fewer forwards, the same tokens
+        for p in prompts(4, seed=3):
+            ref = decode(runner, "dllm-confidence", p, n=n, block_length=block_length)
+            fast = decode(runner, method, p, n=n, block_length=block_length, drafts=8)
+            assert fast.token_ids == ref.token_ids

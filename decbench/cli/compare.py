@@ -22,9 +22,10 @@ from decbench.cli.output import Mode, Output
 from decbench.cli.progress import ProgressDisplay
 from decbench.compare import RunStore, check_same_plan, make_plan, run_compare, summarize
 from decbench.compare.batching import check_batch_plan, parse_batch_sizes, run_batch_compare
-from decbench.compare.plot import plot_batch_curve, plot_speedups
+from decbench.compare.plot import plot_batch_curve, plot_summary
 from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
 from decbench.compare.store import read_plan
+from decbench.compare.sweep import expand, parse_sweep
 from decbench.errors import ConfigError
 from decbench.suites import DEFAULT_SUITE, get_suite
 
@@ -52,6 +53,9 @@ Examples:
 
   decbench compare greedy pld eagle --batch-size 1,4 --suite spec-bench-mini --plot curve.png
 
+  decbench compare greedy dllm-threshold dllm-prophet --suite parallel --max-new-tokens 32 \
+      --sweep method.threshold=0.5,0.7,0.9 --plot dllm.png
+
 Reports per category and overall: tokens/s (median, min-max), the speedup against the
 baseline (median of paired runs of the same prompt), MAT, acceptance rate, the share of
 outputs token-identical to the baseline with the first divergence index, and peak memory.
@@ -64,6 +68,14 @@ output equals the method's batch-1 output (first divergence and logit margin whe
 MethodsOpt = Annotated[
     list[str] | None,
     typer.Option("--method", "-m", help="A method by name, as one more column (repeatable)."),
+]
+SweepOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sweep",
+        help="TABLE.KEY=V1,V2,...: run each profile that has the key once per value "
+        "(repeatable; sweeps of one profile move together).",
+    ),
 ]
 
 
@@ -80,6 +92,7 @@ def compare(
     suite_format: o.FormatOpt = "auto",
     category: o.CategoryOpt = None,
     limit: o.LimitOpt = None,
+    sweep: SweepOpt = None,
     repeat: Annotated[int, typer.Option("--repeat", "-r", help="Runs of every prompt.")] = 1,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up runs per profile.")] = 1,
     baseline: Annotated[
@@ -139,6 +152,7 @@ def compare(
         "repeat": repeat,
         "warmup": warmup,
         "baseline": baseline,
+        "sweeps": sweep,
         "flags": flags,
     }
     if batch_size is not None:
@@ -161,9 +175,9 @@ def compare(
         out.info(batch_footnote(summary))
         return
     shaping = bool(profiles or methods or suite or category or limit or repeat != 1)
-    shaping = shaping or flags.given
+    shaping = shaping or flags.given or bool(sweep)
     if merge:
-        shaped = bool(methods or suite or category or limit) or flags.given
+        shaped = bool(methods or suite or category or limit or sweep) or flags.given
         store, dropped = _merge(profiles, output, shaped, out)
         plan, records = store.plan, store.records
         summary = summarize(plan, records, store.folder, baseline)
@@ -214,7 +228,7 @@ def compare(
                 out.info(f"kept the finished runs; continue with --resume {folder}")
             raise
     if plot is not None:
-        plot_speedups(summary, plot)
+        plot_summary(summary, plot)
         out.info(f"plot: {plot}")
     if json_out:
         out.data(summary)
@@ -265,10 +279,16 @@ def _plan(
     warmup: int,
     baseline: str | None,
     flags: o.ProfileFlags,
+    sweeps: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The plan the options describe: profiles (files, then --method names), suite, selection."""
-    built = [flags.build(None, name) for name in profiles or []]
-    built += [flags.build(name, None) for name in methods or []]
+    """The plan the options describe: profiles (files, then --method names, each expanded by
+    --sweep), suite, selection."""
+    specs = [(None, name) for name in profiles or []] + [(name, None) for name in methods or []]
+
+    def build(spec: tuple[str | None, str | None], extra: list[str]):
+        return o.build_profile(spec[0], spec[1], [*flags.sets, *extra], **flags.values)
+
+    built, labels = expand(specs, build, [parse_sweep(s) for s in sweeps or []])
     if not built:
         raise ConfigError(
             "compare needs profiles to compare: give TOML files or built-in names, or --method "
@@ -277,7 +297,13 @@ def _plan(
     chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
     selection = {"categories": category or [], "limit": limit}
     return make_plan(
-        built, chosen, baseline=baseline, repeat=repeat, warmup=warmup, selection=selection
+        built,
+        chosen,
+        baseline=baseline,
+        repeat=repeat,
+        warmup=warmup,
+        selection=selection,
+        labels=labels if sweeps else None,
     )
 
 

@@ -128,8 +128,10 @@ def constraint_table(summary: dict[str, Any]) -> Table | None:
 
 def quality_table(summary: dict[str, Any]) -> Table | None:
     """Overall text quality per profile (decbench/metrics/quality.py): rep-2/4, diversity,
-    pooled distinct-2, coherence (nats/token under the target), length, and for lossy methods
-    the share of outputs identical to greedy's. None when no record carried quality."""
+    pooled distinct-2, coherence (nats/token under the target), length, for lossy methods the
+    share of outputs identical to greedy's (=greedy) and of answers (first lines) equal to
+    greedy's (=ans), and on suites with reference answers the exact-answer accuracy (answer).
+    None when no record carried quality."""
     rows = []
     for profile in summary["profiles"]:
         q = summary["results"][profile["label"]][OVERALL].get("quality") or {}
@@ -137,14 +139,16 @@ def quality_table(summary: dict[str, Any]) -> Table | None:
             rows.append((profile["label"], q))
     if not rows:
         return None
+    answered = any("exact_answer" in q for _, q in rows)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
     table.add_column("profile", overflow="fold")
-    for name in ("rep-2", "rep-4", "div", "dist-2", "coh", "len", "=greedy"):
+    names = ["rep-2", "rep-4", "div", "dist-2", "coh", "len", "=greedy", "=ans"]
+    for name in names + (["answer"] if answered else []):
         table.add_column(name, justify="right")
     for label, q in rows:
         agree = q.get("agreement_with_greedy")
         coherence = q.get("coherence")
-        table.add_row(
+        cells = [
             escape(label),
             f"{q['rep_2']:.1f}",
             f"{q['rep_4']:.1f}",
@@ -153,7 +157,11 @@ def quality_table(summary: dict[str, Any]) -> Table | None:
             "-" if coherence is None else f"{coherence:.2f}",
             f"{q['length']:.0f}",
             "-" if agree is None else _percent(agree["identical"]),
-        )
+            "-" if agree is None else _percent(agree.get("answer_agreement")),
+        ]
+        if answered:
+            cells.append(_percent(q.get("exact_answer")))
+        table.add_row(*cells)
     return table
 
 
@@ -217,7 +225,9 @@ def footnote(summary: dict[str, Any]) -> Text:
         text += (
             "\nquality (mean over outputs): rep-n = % repeated n-grams, div = Π(1 − rep-n) for "
             "n = 2..4, dist-2 = distinct bigrams of all outputs pooled, coh = mean log-likelihood "
-            "per token under the target, =greedy = share identical to greedy's output"
+            "per token under the target, =greedy = share identical to greedy's output, =ans = "
+            "share whose answer (first line, normalised) is greedy's, answer = exact-answer "
+            "accuracy against the suite's references"
         )
     if any(summary["results"][p["label"]][OVERALL].get("constraint") for p in summary["profiles"]):
         text += (

@@ -57,8 +57,10 @@ def make_plan(
     repeat: int = 1,
     warmup: int = 1,
     selection: dict[str, Any] | None = None,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything a run needs, as plain data (what `--output` stores in run.json)."""
+    """Everything a run needs, as plain data (what `--output` stores in run.json). `labels`
+    names the profiles (default: file stem or method name; compare --sweep names variants)."""
     if not profiles:
         raise ConfigError("compare needs at least one profile (a TOML file or --method NAME)")
     if repeat < 1:
@@ -67,7 +69,9 @@ def make_plan(
         raise ConfigError(f"--warmup must be >= 0, got {warmup}")
     if not suite.samples:
         raise ConfigError(f"suite '{suite.name}' has no samples left after the selection")
-    labels = unique_labels(profiles)
+    if labels is not None and len(set(labels)) != len(labels):
+        raise ConfigError(f"profile labels must be unique, got {', '.join(labels)}")
+    labels = labels or unique_labels(profiles)
     check_comparable(labels, profiles)
     baseline = baseline or labels[0]
     if baseline not in labels:

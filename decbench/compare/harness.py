@@ -177,14 +177,19 @@ def score_turns(
     contender: Contender, sample: Sample, results: list[GenerationResult]
 ) -> list[dict[str, Any]]:
     """Text quality of each turn (decbench/metrics/quality.py): rep-n, diversity, distinct-n,
-    length, and coherence under the target. Scored after the timed runs and outside the memory
-    probe, so it changes neither wall times nor peak memory."""
+    length, coherence under the target, and exact_answer where the sample has a reference for
+    the turn. Scored after the timed runs and outside the memory probe, so it changes neither
+    wall times nor peak memory."""
     target = contender.session.target
     answers = [r.text for r in results]
+    references = sample.reference or ()
     scored = []
     for i, result in enumerate(results):
         ids = encode_turn(target, contender.profile, list(sample.turns[: i + 1]), answers[:i])
-        scored.append(quality_report(result.token_ids, ids, scorer=target))
+        answer = references[i] if i < len(references) else None
+        scored.append(
+            quality_report(result.token_ids, ids, scorer=target, text=result.text, answer=answer)
+        )
     return scored
 
 

@@ -1,5 +1,7 @@
 """`compare --plot FILE.png`: speedup per category per method, with the interquartile range
-as error bars, against a line at 1× (the baseline). matplotlib is an optional extra
+as error bars, against a line at 1× (the baseline); on a suite with reference answers (the
+`parallel` suite), accuracy against forwards per token instead, the speed/accuracy trade-off of
+parallel decoding (ParallelBench's view). matplotlib is an optional extra
 (`pip install 'decbench[plot]'`)."""
 
 from __future__ import annotations
@@ -26,10 +28,89 @@ def _matplotlib() -> Any:
     return plt
 
 
-def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
-    """Grouped bars: one group per category (and overall), one bar per non-baseline profile."""
+def _check_path(path: Path) -> None:
     if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
         raise ConfigError(f"--plot {path}: use a .png, .svg or .pdf file name")
+
+
+def tradeoff_points(summary: dict[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(label, method, forwards per token, exact-answer accuracy) of every profile that has
+    both, in plan order."""
+    points = []
+    for profile in summary["profiles"]:
+        label = profile["label"]
+        overall = summary["results"][label][OVERALL]
+        accuracy = (overall.get("quality") or {}).get("exact_answer")
+        forwards = overall.get("forward_calls_per_token")
+        if accuracy is not None and forwards is not None:
+            method = profile.get("method") or label.split("[")[0]
+            points.append((label, method, forwards, accuracy))
+    return points
+
+
+def knob_values(label: str) -> str:
+    """'dllm-prophet[early_threshold=1.9,late_threshold=0.6]' -> '1.9/0.6' ('' without a
+    sweep suffix)."""
+    if not label.endswith("]") or "[" not in label:
+        return ""
+    inside = label[label.index("[") + 1 : -1]
+    return "/".join(part.split("=", 1)[-1] for part in inside.split(","))
+
+
+def plot_summary(summary: dict[str, Any], path: Path) -> Path:
+    """The trade-off plot when the suite has reference answers, else speedup bars."""
+    if tradeoff_points(summary):
+        return plot_tradeoff(summary, path)
+    return plot_speedups(summary, path)
+
+
+def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path:
+    """Exact-answer accuracy (y) against model forwards per generated token (x), one marker per
+    profile; the variants of one method (a --sweep) are joined by a line, in plan order."""
+    _check_path(path)
+    points = tradeoff_points(summary)
+    if not points:
+        raise ConfigError("--plot: no profile has both an exact-answer accuracy and forwards/token")
+    plt = _matplotlib()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    methods = list(dict.fromkeys(method for _, method, _, _ in points))
+    for method in methods:
+        mine = [(x, y, label) for label, m, x, y in points if m == method]
+        xs, ys = [x for x, _, _ in mine], [y for _, y, _ in mine]
+        marker = "*" if not method.startswith("dllm") else "o"
+        ax.plot(xs, ys, marker=marker, markersize=9 if marker == "*" else 5, label=method)
+        for x, y, label in mine:
+            knob = knob_values(label)
+            if knob:
+                ax.annotate(knob, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("model forwards per generated token (dLLMs: denoiser forwards)")
+    ax.set_ylabel("exact-answer accuracy")
+    ax.set_ylim(-0.03, 1.03)
+    env = summary["environment"]
+    ax.set_title(
+        f"{summary['suite']['name']} · {summary['suite']['count']} prompts · {env['device']} "
+        f"{env['dtype']} · labels: knob values",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    try:
+        fig.savefig(path, dpi=150)
+    except OSError as e:
+        raise RunError(f"--plot: cannot write {path}: {e.strerror}") from e
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: one group per category (and overall), one bar per non-baseline profile."""
+    _check_path(path)
     plt = _matplotlib()
     labels = [p["label"] for p in summary["profiles"] if p["label"] != summary["baseline"]]
     if not labels:
@@ -62,13 +143,7 @@ def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
     )
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=150)
-    except OSError as e:
-        raise RunError(f"--plot: cannot write {path}: {e.strerror}") from e
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
 def plot_batch_curve(summary: dict[str, Any], path: Path) -> Path:
@@ -101,10 +176,4 @@ def plot_batch_curve(summary: dict[str, Any], path: Path) -> Path:
     )
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=150)
-    except OSError as e:
-        raise RunError(f"--plot: cannot write {path}: {e.strerror}") from e
-    finally:
-        plt.close(fig)
-    return path
+    return _save(fig, plt, path)

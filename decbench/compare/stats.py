@@ -197,12 +197,22 @@ def text_quality(
         agreements = [quality.agreement(flat_ids(r), flat_ids(g)) for r, g in pairs]
         divergences = [a["first_divergence"] for a in agreements]
         diverged = [d for d in divergences if d is not None]
+        same_answer = [
+            all(
+                quality.normalize_answer(a) == quality.normalize_answer(b)
+                for a, b in zip(r["turns"], g["turns"], strict=False)
+            )
+            for r, g in pairs
+            if "turns" in r and "turns" in g
+        ]
         out["agreement_with_greedy"] = {
             "pairs": len(pairs),
             "identical": divergences.count(None) / len(pairs),
             "match_fraction": sum(a["match_fraction"] for a in agreements) / len(pairs),
             "first_divergence_median": float(np.median(diverged)) if diverged else None,
         }
+        if same_answer:  # the share whose normalised answers (first lines) are greedy's
+            out["agreement_with_greedy"]["answer_agreement"] = sum(same_answer) / len(same_answer)
     return out
 
 

@@ -1,18 +1,24 @@
 """Adapt the default autoregressive model into a small masked-diffusion LM (AR-to-dLLM recipe).
 
-1. Data: the AR model answers easy prompts (the built-in suites' short prompts when the suites
-   package is there, plus a list of easy questions below) greedily; each answer is padded with
-   EOS to the canvas length, so the denoiser also learns to end (as LLaDA's SFT does).
+1. Data (decbench/diffusion/adapt_data.py): the AR model's greedy answers to ~1000 prompts that
+   are not benchmark prompts (templated parallel-suite tasks with fresh items, short questions,
+   math and translation tasks, chat prompts), generated once by the distill pipeline and cached;
+   each answer is padded with EOS to the canvas length, so the denoiser also learns to end (as
+   LLaDA's SFT does). A few percent are held out to measure the recipe.
 2. Model: the AR weights, optionally only the first N layers, run bidirectionally
    (decbench/diffusion/model.py); the mask token is an unused special token.
-3. Objective (LLaDA, masked diffusion): per example draw t ~ U(eps, 1), mask each answer token
-   with probability t (the prompt is never masked), and minimise the cross-entropy on the masked
-   tokens weighted by 1/t, normalised by the answer length.
-4. The result is written atomically (temp folder + rename) as a safetensors folder with the
-   tokenizer and a `decbench-dllm.json` record of the recipe, the loss and the cost.
+3. Objective and recipe (decbench/diffusion/recipe.py): LLaDA's masked diffusion loss, with
+   DiffuLLaMA's attention-mask annealing from causal to bidirectional and LaViDa's
+   complementary masking as options.
+4. Resumable: a checkpoint (weights, optimizer, schedule, losses) is written atomically every
+   `checkpoint_every` steps next to the output folder, and `--resume` continues from it. Every
+   step draws its randomness from a generator seeded by (seed, step), so a resumed run makes
+   the same draws as an uninterrupted one.
+5. The result is written atomically (temp folder + rename) as a safetensors folder with the
+   tokenizer and a `decbench-dllm.json` record of the recipe, the data checksum, the held-out
+   loss and the cost.
 
-Entry points: `adapt(AdaptConfig, progress)` (library) and
-`python -m decbench.diffusion.adapt --out DIR [--layers N --steps N ...]` (`make dllm`).
+Run: python -m decbench.diffusion.adapt --out DIR [--layers N --steps S ...] (`make dllm`).
 """
 
 from __future__ import annotations
@@ -31,50 +37,14 @@ from pathlib import Path
 
 import torch
 
+from decbench.diffusion.adapt_data import EASY_PROMPTS, Example, answer_prompts, prompt_texts
+from decbench.diffusion.recipe import annealed, collate, masked_diffusion_loss
 from decbench.errors import ConfigError
 
-EASY_PROMPTS = [
-    "What is the capital of France?",
-    "What is the capital of Japan?",
-    "What is the capital of Italy?",
-    "What is the capital of Spain?",
-    "What is the capital of Germany?",
-    "What color is the sky on a clear day?",
-    "What color is grass?",
-    "How many days are in a week?",
-    "How many legs does a dog have?",
-    "How many hours are in a day?",
-    "What is 2 + 2?",
-    "What is 5 + 3?",
-    "What is 10 minus 4?",
-    "What is 3 times 4?",
-    "Name three colors.",
-    "Name three fruits.",
-    "Name three animals.",
-    "Name a planet in the solar system.",
-    "What do bees make?",
-    "What do cows drink?",
-    "What is water made of?",
-    "What is the opposite of hot?",
-    "What is the opposite of big?",
-    "Say hello in French.",
-    "Say thank you in Spanish.",
-    "What is the largest ocean on Earth?",
-    "What is the boiling point of water in Celsius?",
-    "Who wrote Romeo and Juliet?",
-    "What is the first letter of the English alphabet?",
-    "Give me a word that rhymes with cat.",
-    "What season comes after winter?",
-    "What animal says meow?",
-    "Which is bigger, an elephant or a mouse?",
-    "What is the freezing point of water in Celsius?",
-    "What do plants need to grow?",
-    "Write one sentence about the sun.",
-    "Write one sentence about dogs.",
-    "What is a baby cat called?",
-    "How many months are in a year?",
-    "What shape has three sides?",
-]
+__all__ = ["AdaptConfig", "AdaptReport", "Example", "adapt", "collate", "masked_diffusion_loss"]
+
+# config fields that do not change what is trained (a resumed run may change them)
+RUN_ONLY = ("out", "threads", "device", "resume", "checkpoint_every")
 
 
 @dataclass
@@ -83,20 +53,20 @@ class AdaptConfig:
     base: str = "smollm2-135m"  # the AR model to adapt (alias or folder)
     layers: int = 0  # keep the first N decoder layers (0 = all)
     steps: int = 600  # optimizer steps
-    batch: int = 8  # examples per step
-    lr: float = 5e-5
-    answer_tokens: int = 48  # canvas length: answers are padded with EOS to this
+    batch: int = 8  # rows per step (with complementary masking: batch / 2 examples, twice)
+    lr: float = 1e-4
+    answer_tokens: int = 32  # canvas length: answers are padded with EOS to this
     max_prompt_tokens: int = 96  # longer prompts are skipped
-    prompts: int = 200  # at most this many prompts for the data
+    prompts: int = 1000  # at most this many prompts for the data
     seed: int = 0
     threads: int = 1  # torch threads (CPU)
+    device: str = "cpu"  # cpu | cuda | cuda:N
     min_t: float = 0.05  # smallest masking ratio drawn
-
-
-@dataclass
-class Example:
-    prompt: list[int]  # [n_prompt] chat-templated prompt ids
-    answer: list[int]  # [answer_tokens] the AR model's greedy answer, padded with EOS
+    anneal: float = 0.1  # fraction of steps over which attention opens causal -> bidirectional
+    complementary: bool = True  # each drawn example twice, with complementary masks (LaViDa)
+    heldout: float = 0.04  # share of the examples held out for the held-out loss
+    checkpoint_every: int = 25  # steps between checkpoints
+    resume: bool = False  # continue from the checkpoint next to --out
 
 
 @dataclass
@@ -107,115 +77,203 @@ class AdaptReport:
     train_s: float
     losses: list[float] = field(default_factory=list)  # mean loss per tenth of training
     samples: dict[str, str] = field(default_factory=dict)  # prompt -> dllm-confidence answer
+    heldout_loss: dict[str, float] = field(default_factory=dict)  # step -> held-out loss
+    data_sha256: str = ""  # checksum of the cached AR answers
+    recipe: dict = field(default_factory=dict)  # papers and options, in words
+    environment: dict = field(default_factory=dict)
 
 
-# -- data ----------------------------------------------------------------------------------------
-def prompt_texts(limit: int) -> list[str]:
-    """Short prompts from the built-in suites (when that package is installed) and EASY_PROMPTS."""
-    texts = list(EASY_PROMPTS)
-    try:
-        from decbench.suites import get_suite
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds besides the weights and the optimizer."""
 
-        texts += [s.turns[0] for s in get_suite("all").samples if len(s.turns[0]) < 400]
-    except (ImportError, ConfigError):
-        pass
-    return list(dict.fromkeys(texts))[:limit]
+    step: int = 0  # steps done
+    losses: list[float] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)
+    heldout: dict[str, float] = field(default_factory=dict)
+    elapsed: float = 0.0  # training seconds before this process
 
 
-def build_examples(ar_runner, texts: list[str], config: AdaptConfig, say) -> list[Example]:
-    """The AR model's greedy answers (decbench's own greedy decoder) to the prompts."""
-    from decbench.decoders.autoregressive import decode_autoregressive
-    from decbench.decoders.base import NoOptions, Request
-    from decbench.settings import GenerationSettings, SamplingSettings
+def check_config(config: AdaptConfig) -> None:
+    if config.steps < 1 or config.batch < 1:
+        raise ConfigError(f"steps and batch must be >= 1, got {config.steps} and {config.batch}")
+    if config.complementary and config.batch % 2:
+        raise ConfigError(f"--batch must be even with complementary masking, got {config.batch}")
+    if not 0.0 <= config.anneal <= 1.0:
+        raise ConfigError(f"--anneal must be in [0, 1], got {config.anneal}")
+    if not 0.0 <= config.heldout < 0.5:
+        raise ConfigError(f"--heldout must be in [0, 0.5), got {config.heldout}")
+    if config.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1, got {config.checkpoint_every}")
+    if not config.device.startswith(("cpu", "cuda")):
+        raise ConfigError(f"--device must be cpu or cuda[:N], got '{config.device}'")
 
-    eos = ar_runner.eos_token_ids[0]
-    tokenizer = ar_runner.tokenizer
-    examples = []
-    for i, text in enumerate(texts):
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The randomness of one step, independent of how the run got there (resume)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def split(examples: list[Example], share: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a fixed pseudo-random share held out."""
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    n = int(len(examples) * share)
+    return [examples[i] for i in order[n:]], [examples[i] for i in order[:n]]
+
+
+@torch.no_grad()
+def heldout_loss(model, examples: list[Example], mask_id: int, config: AdaptConfig) -> float:
+    """Mean masked-diffusion loss on held-out examples, bidirectional, with fixed masks."""
+    if not examples:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(12345)
+    total = 0.0
+    for i in range(0, len(examples), 8):
+        chunk = examples[i : i + 8]
+        total += masked_diffusion_loss(model, chunk, mask_id, generator, config.min_t).item() * len(
+            chunk
         )
-        ids = list(ids if isinstance(ids, list) else ids["input_ids"])
-        if len(ids) > config.max_prompt_tokens:
-            continue
-        gen = GenerationSettings(max_new_tokens=config.answer_tokens)
-        request = Request(text, ids, gen, SamplingSettings())
-        answer = decode_autoregressive("greedy", NoOptions(), ar_runner, request).token_ids
-        answer = answer + [eos] * (config.answer_tokens - len(answer))
-        examples.append(Example(ids, answer))
-        if (i + 1) % 10 == 0:
-            say(f"data: {i + 1}/{len(texts)} prompts answered")
-    return examples
+    model.train(was_training)
+    return total / len(examples)
 
 
-# -- objective -----------------------------------------------------------------------------------
-def collate(examples: list[Example], pad: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-pad prompts: ids [batch, P + A], real [batch, P + A] bool, P."""
-    width = max(len(e.prompt) for e in examples)
-    ids, real = [], []
-    for e in examples:
-        gap = width - len(e.prompt)
-        ids.append([pad] * gap + e.prompt + e.answer)
-        real.append([False] * gap + [True] * (len(e.prompt) + len(e.answer)))
-    return torch.tensor(ids), torch.tensor(real), width
+# -- checkpoints ---------------------------------------------------------------------------------
+def checkpoint_path(out: str) -> Path:
+    path = Path(out).expanduser()
+    return path.parent / f".{path.name}.checkpoint.pt"
 
 
-def masked_diffusion_loss(
-    model,
-    examples: list[Example],
-    mask_id: int,
-    generator: torch.Generator,
-    min_t: float = 0.05,
-) -> torch.Tensor:
-    """LLaDA's objective on the answers: mask with ratio t, CE on the masked tokens / t, per
-    answer length; bidirectional attention (4D mask that hides only the padding)."""
-    ids, real, start = collate(examples, pad=mask_id)
-    batch, length = ids.shape
-    answer = ids[:, start:]  # [batch, A] clean answer tokens
-    t = min_t + (1 - min_t) * torch.rand(batch, 1, generator=generator)  # [batch, 1]
-    masked = torch.rand(answer.shape, generator=generator) < t  # [batch, A]
-    masked[:, 0] |= ~masked.any(dim=1)  # at least one masked token per example
-    noisy = ids.clone()
-    noisy[:, start:] = torch.where(masked, torch.full_like(answer, mask_id), answer)
-    attend = torch.zeros(batch, 1, length, length)
-    attend.masked_fill_(~real[:, None, None, :], torch.finfo(attend.dtype).min)
-    positions = (real.long().cumsum(dim=1) - 1).clamp(min=0)
-    hidden = model.model(input_ids=noisy, attention_mask=attend, position_ids=positions)
-    hidden = hidden.last_hidden_state[:, start - 1 : length - 1]  # shift: i-1 predicts i
-    logits = model.lm_head(hidden[masked])  # [n_masked, vocab]
-    ce = torch.nn.functional.cross_entropy(logits.float(), answer[masked], reduction="none")
-    weight = (1.0 / t).expand_as(masked)[masked]
-    return (ce * weight).sum() / (batch * answer.shape[1])
+def trained_fields(config: AdaptConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k not in RUN_ONLY}
+
+
+def save_checkpoint(path: Path, model, optimizer, schedule, state: TrainState, config) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "state": asdict(state),
+            "config": trained_fields(config),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model, optimizer, schedule, config: AdaptConfig) -> TrainState:
+    data = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    if data["config"] != trained_fields(config):
+        changed = sorted(k for k, v in trained_fields(config).items() if data["config"].get(k) != v)
+        raise ConfigError(
+            f"--resume: the checkpoint {path} was made with other settings ({', '.join(changed)}); "
+            f"use the same ones, or delete it to start over"
+        )
+    model.load_state_dict(data["model"])
+    optimizer.load_state_dict(data["optimizer"])
+    schedule.load_state_dict(data["schedule"])
+    return TrainState(**data["state"])
 
 
 # -- training ------------------------------------------------------------------------------------
-def train(model, examples: list[Example], mask_id: int, config: AdaptConfig, say) -> list[float]:
-    generator = torch.Generator().manual_seed(config.seed)
+def progress_line(step: int, steps: int, loss: float, per_step: float) -> str:
+    width = 20
+    done = width * step // steps
+    eta = per_step * (steps - step)
+    return (
+        f"train [{'#' * done}{'.' * (width - done)}] {step}/{steps} loss {loss:.3f} "
+        f"{per_step:.2f} s/step ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+    )
+
+
+def train(
+    model,
+    examples: list[Example],
+    mask_id: int,
+    config: AdaptConfig,
+    say: Callable[[str], None],
+    heldout: list[Example] | None = None,
+    stop_after: int | None = None,
+) -> TrainState:
+    """Train in place; returns the state (losses per tenth of training, held-out losses).
+    Checkpoints go next to `config.out` when it is set; `stop_after` ends early after that many
+    steps (as an interruption would), for tests."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     warmup = max(1, config.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / config.steps)),
     )
+    path = checkpoint_path(config.out) if config.out else None
+    state = TrainState()
+    if path is not None and path.is_file():
+        if not config.resume:
+            raise ConfigError(
+                f"a checkpoint of an earlier run is at {path}; pass --resume to continue it, "
+                f"or delete it to start over"
+            )
+        state = load_checkpoint(path, model, optimizer, schedule, config)
+        say(f"resuming from step {state.step}/{config.steps} ({path})")
+    tenth = max(1, config.steps // 10)
+    report_every = max(1, min(10, config.steps // 100))
+    started, first = time.perf_counter(), state.step
     model.train()
-    losses, window = [], []
-    for step in range(config.steps):
-        order = torch.randint(len(examples), (config.batch,), generator=generator).tolist()
+    while state.step < config.steps:
+        if stop_after is not None and state.step - first >= stop_after:
+            break
+        step = state.step
+        generator = step_generator(config.seed, step)
+        rows = config.batch // 2 if config.complementary else config.batch
+        order = torch.randint(len(examples), (rows,), generator=generator).tolist()
+        opened = annealed(step, config.steps, config.anneal)
         loss = masked_diffusion_loss(
-            model, [examples[i] for i in order], mask_id, generator, config.min_t
+            model,
+            [examples[i] for i in order],
+            mask_id,
+            generator,
+            config.min_t,
+            opened,
+            config.complementary,
         )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        window.append(loss.item())
-        if (step + 1) % max(1, config.steps // 10) == 0 or step + 1 == config.steps:
-            losses.append(sum(window) / len(window))
-            say(f"train: step {step + 1}/{config.steps}, loss {losses[-1]:.3f}")
-            window = []
+        state.window.append(loss.item())
+        state.step += 1
+        if state.step % tenth == 0 or state.step == config.steps:
+            state.losses.append(sum(state.window) / len(state.window))
+            state.window = []
+        if state.step % report_every == 0 or state.step == config.steps:
+            per_step = (time.perf_counter() - started) / (state.step - first)
+            say(progress_line(state.step, config.steps, loss.item(), per_step))
+        last = state.step == config.steps
+        if path is not None and (state.step % config.checkpoint_every == 0 or last):
+            if heldout and (state.step % (config.checkpoint_every * 4) == 0 or last):
+                state.heldout[str(state.step)] = heldout_loss(model, heldout, mask_id, config)
+                say(f"held-out loss at step {state.step}: {state.heldout[str(state.step)]:.3f}")
+            state.elapsed += time.perf_counter() - started
+            started, first = time.perf_counter(), state.step
+            save_checkpoint(path, model, optimizer, schedule, state, config)
+    state.elapsed += time.perf_counter() - started
     model.eval()
-    return losses
+    return state
+
+
+RECIPE = {
+    "objective": "masked diffusion, CE on masked answer tokens weighted 1/t (LLaDA, Nie et al. "
+    "2025); the prompt is never masked; logits of i-1 predict i (Dream, DiffuLLaMA)",
+    "anneal": "attention mask annealing causal -> bidirectional over the first `anneal` "
+    "fraction of steps (DiffuLLaMA, Gong et al., ICLR 2025)",
+    "complementary": "each example twice per batch with complementary masks (LaViDa, Li et al. "
+    "2025)",
+    "data": "the AR model's own greedy answers (self-distillation) to non-benchmark prompts",
+}
 
 
 def adapt(config: AdaptConfig, progress: Callable[[str], None] | None = None) -> AdaptReport:
@@ -223,25 +281,36 @@ def adapt(config: AdaptConfig, progress: Callable[[str], None] | None = None) ->
     from decbench.backends.loader import load_runner
     from decbench.diffusion.model import dllm_from_ar, mask_token_id
     from decbench.settings import BackendSettings, ModelSettings
+    from decbench.train.data import sha256
 
     say = progress or (lambda _msg: None)
-    if config.steps < 1 or config.batch < 1:
-        raise ConfigError(f"steps and batch must be >= 1, got {config.steps} and {config.batch}")
+    check_config(config)
     torch.manual_seed(config.seed)
-    ar = load_runner(ModelSettings(name=config.base), BackendSettings(threads=config.threads), say)
+    backend = BackendSettings(threads=config.threads, device=config.device)
+    ar = load_runner(ModelSettings(name=config.base), backend, say)
     start = time.perf_counter()
-    examples = load_or_build_data(ar, config, say)
+    texts = prompt_texts(config.prompts)
+    data_path, examples = answer_prompts(
+        ar, config.base, texts, config.answer_tokens, config.max_prompt_tokens, say
+    )
     data_s = time.perf_counter() - start
+    train_set, held = split(examples, config.heldout, config.seed)
     mask_id = mask_token_id(ar.tokenizer)
     model = dllm_from_ar(ar.model, mask_id, config.layers, source=config.base)
-    say(f"training a {model.config.num_hidden_layers}-layer denoiser on {len(examples)} examples")
-    start = time.perf_counter()
+    say(
+        f"training a {model.config.num_hidden_layers}-layer denoiser on {len(train_set)} examples "
+        f"({len(held)} held out), data sha256 {sha256(data_path)[:16]}"
+    )
     with torch.enable_grad():
-        losses = train(model, examples, mask_id, config, say)
-    train_s = time.perf_counter() - start
-    report = AdaptReport(asdict(config), len(examples), data_s, train_s, losses)
+        state = train(model, train_set, mask_id, config, say, heldout=held)
+    report = AdaptReport(asdict(config), len(examples), data_s, state.elapsed, state.losses)
+    report.heldout_loss = state.heldout
+    report.data_sha256 = sha256(data_path)
+    report.recipe = RECIPE
+    report.environment = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     report.samples = sample_answers(model, ar.tokenizer, EASY_PROMPTS[:3], config)
     write_model(model, ar.tokenizer, Path(config.out).expanduser(), report)
+    checkpoint_path(config.out).unlink(missing_ok=True)
     return report
 
 
@@ -270,20 +339,6 @@ def sample_answers(model, tokenizer, texts: list[str], config: AdaptConfig) -> d
     return answers
 
 
-def load_or_build_data(ar, config: AdaptConfig, say) -> list[Example]:
-    """Answers are cached next to the output folder, keyed by the recipe's data settings."""
-    key = f"{Path(config.base).name}-{config.answer_tokens}-{config.max_prompt_tokens}-{config.prompts}"
-    cache = Path(config.out).expanduser().parent / f".dllm-data-{key}.jsonl"
-    if cache.is_file():
-        return [Example(**json.loads(line)) for line in cache.read_text().splitlines()]
-    examples = build_examples(ar, prompt_texts(config.prompts), config, say)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(asdict(e)) + "\n" for e in examples))
-    os.replace(tmp, cache)
-    return examples
-
-
 def write_model(model, tokenizer, out: Path, report: AdaptReport) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -299,6 +354,12 @@ def write_model(model, tokenizer, out: Path, report: AdaptReport) -> None:
         raise
 
 
+def _flag_type(value):
+    if isinstance(value, bool):
+        return lambda text: {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+    return type(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m decbench.diffusion.adapt", description=__doc__.split("\n")[0]
@@ -306,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     defaults = AdaptConfig(out="")
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=type(value), default=value, required=name == "out")
+        if name == "resume":
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=_flag_type(value), default=value, required=name == "out")
     args = parser.parse_args(argv)
     config = AdaptConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     try:
@@ -314,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"interrupted; continue with --resume ({checkpoint_path(config.out)})\n")
+        return 130
     sys.stderr.write(
         f"wrote {config.out}: {report.examples} examples, data {report.data_s:.0f} s, "
         f"training {report.train_s:.0f} s, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}\n"

@@ -14,6 +14,13 @@ Definitions (each written down once, here):
   Need For Neural Text Generation", 2022, score it under OPT-2.7B). Higher is more coherent.
 - agreement with greedy: the first index at which a method's tokens differ from greedy's on the
   same prompt (None when identical), and the fraction of positions that match.
+- exact_answer = 1 when the output's answer equals a reference answer, else 0 (ParallelBench-style
+  accuracy, Kang et al. 2025). Both sides are normalised (`normalize_answer`: the first non-empty
+  line, lower case, whitespace collapsed, wrapping quotes/asterisks and trailing punctuation
+  removed); the answer counts when the normalised line equals the reference, or when the line
+  holds the reference as a whole phrase ("The answer is 42." holds "42"; "420" does not).
+  Over suites without references, `answer_agreement` applies the same test with greedy's output
+  as the reference: the share of prompts where a method gives greedy's answer.
 
 n-grams are counted over token ids rather than whitespace words: no re-tokenising, and every
 method on one model is counted the same way. Absolute values therefore differ from papers that
@@ -23,6 +30,7 @@ split words; comparisons between methods on one model are what these numbers are
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -126,6 +134,25 @@ def agreement(tokens: Sequence[int], reference: Sequence[int]) -> dict[str, Any]
     }
 
 
+def normalize_answer(text: str) -> str:
+    """The first non-empty line, lower case, whitespace collapsed, wrapping quotes and asterisks
+    and trailing punctuation removed."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = " ".join(line.lower().split())
+    return line.strip("*\"'`").rstrip(".!?;:").strip("*\"'` ")
+
+
+def exact_answer(text: str, references: str | Sequence[str]) -> float:
+    """1.0 when the output's normalised first line is, or holds as a whole phrase, one of the
+    references (normalised the same way); else 0.0."""
+    refs = [references] if isinstance(references, str) else list(references)
+    line = normalize_answer(text)
+    for ref in (normalize_answer(r) for r in refs):
+        if ref and (line == ref or re.search(rf"(?<!\w){re.escape(ref)}(?!\w)", line)):
+            return 1.0
+    return 0.0
+
+
 def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean of every numeric metric over the generations of one method (None values skipped),
     plus the share of generations identical to greedy when agreement was measured."""
@@ -148,10 +175,15 @@ def quality_report(
     prompt_ids: Sequence[int] | None = None,
     scorer: ModelRunner | None = None,
     greedy_ids: Sequence[int] | None = None,
+    text: str | None = None,
+    answer: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Everything measurable for one generation: the text metrics always; coherence when a
-    scorer (and the prompt) is given; agreement when greedy's tokens are given."""
+    scorer (and the prompt) is given; agreement when greedy's tokens are given; exact_answer
+    when the output `text` and its reference `answer` are given."""
     report: dict[str, Any] = text_metrics(token_ids)
+    if text is not None and answer is not None:
+        report["exact_answer"] = exact_answer(text, answer)
     if scorer is not None and prompt_ids is not None:
         report["coherence"] = coherence(scorer, prompt_ids, token_ids)
     if greedy_ids is not None:

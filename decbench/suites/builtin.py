@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from decbench.suites import json_extraction, open_ended, stdlib, written
+from decbench.suites import json_extraction, open_ended, parallel, stdlib, written
 from decbench.suites.base import (
     CATEGORIES,
     CODE_COMPLETION,
@@ -54,6 +54,15 @@ _SCHEMA_PROMPTS: dict[str, tuple[str, Callable[[], list[tuple[str, str]]]]] = {
     ),
 }
 
+# category -> (how its prompts are made, (kind, prompt, exact answer) of each sample)
+_ANSWERED_PROMPTS: dict[str, tuple[str, Callable[[], list[tuple[str, str, str]]]]] = {
+    parallel.PARALLEL: (
+        "ParallelBench-style tasks with exact answers: copy, reverse, count, last item, add, "
+        "subtract, YES/NO, capitals",
+        parallel.prompts,
+    ),
+}
+
 # name -> (description, categories, prompts per category or None for all)
 _SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
     DEFAULT_SUITE: ("3 prompts from each of the 8 categories (the default)", CATEGORIES, 3),
@@ -72,6 +81,8 @@ _SUITES: dict[str, tuple[str, tuple[str, ...], int | None]] = {
         (json_extraction.JSON_EXTRACTION,),
         None,
     ),
+    # not in the default mix: exact answers, for parallel (dLLM) decoding accuracy
+    parallel.PARALLEL: (_ANSWERED_PROMPTS[parallel.PARALLEL][0], (parallel.PARALLEL,), None),
 }
 
 
@@ -80,6 +91,18 @@ def category_samples(category: str) -> list[Sample]:
         return [
             Sample(id=f"{category}-{number:02d}", category=category, turns=(prompt,), schema=schema)
             for number, (prompt, schema) in enumerate(_SCHEMA_PROMPTS[category][1](), start=1)
+        ]
+    if category in _ANSWERED_PROMPTS:
+        return [
+            Sample(
+                id=f"{category}-{number:02d}-{kind}",
+                category=category,
+                turns=(prompt,),
+                reference=(answer,),
+            )
+            for number, (kind, prompt, answer) in enumerate(
+                _ANSWERED_PROMPTS[category][1](), start=1
+            )
         ]
     samples = []
     for number, prompt in enumerate(_PROMPTS[category][1](), start=1):
