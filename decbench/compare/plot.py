@@ -108,13 +108,32 @@ def _save(fig: Any, plt: Any, path: Path) -> Path:
     return path
 
 
-def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
-    """Grouped bars: one group per category (and overall), one bar per non-baseline profile."""
+def _speedup_plot(summary: dict[str, Any], path: Path) -> tuple[Any, list[str]]:
+    """pyplot and the labels to draw against the baseline (every other profile)."""
     _check_path(path)
     plt = _matplotlib()
     labels = [p["label"] for p in summary["profiles"] if p["label"] != summary["baseline"]]
     if not labels:
         raise ConfigError("--plot needs at least one profile besides the baseline")
+    return plt, labels
+
+
+def _finish_speedups(fig: Any, ax: Any, plt: Any, summary: dict[str, Any], path: Path) -> Path:
+    """The line at 1× (the baseline), the run's title and legend, then the file."""
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    env = summary["environment"]
+    ax.set_title(
+        f"{summary['suite']['name']} · {env.get('model')} · {env['device']} {env['dtype']}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: one group per category (and overall), one bar per non-baseline profile."""
+    plt, labels = _speedup_plot(summary, path)
     categories = list(summary["suite"]["categories"])
     groups = [*categories, OVERALL] if len(categories) > 1 else categories
     width = 0.8 / len(labels)
@@ -133,28 +152,15 @@ def plot_speedups(summary: dict[str, Any], path: Path) -> Path:
         xs = [g + (i - (len(labels) - 1) / 2) * width for g in range(len(groups))]
         bars = ax.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
         ax.bar_label(bars, labels=[f"{m:.2f}×" for m in medians], fontsize=7, label_type="center")
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
     ax.set_ylabel(f"speedup vs {summary['baseline']} (median, IQR)")
-    env = summary["environment"]
-    ax.set_title(
-        f"{summary['suite']['name']} · {env.get('model')} · {env['device']} {env['dtype']}",
-        fontsize=10,
-    )
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    return _save(fig, plt, path)
+    return _finish_speedups(fig, ax, plt, summary, path)
 
 
 def plot_batch_curve(summary: dict[str, Any], path: Path) -> Path:
     """`compare --batch-size ... --plot`: median speedup against the baseline (same batch size)
     versus batch size, one line per method, with the min-max range shaded, against 1×."""
-    if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
-        raise ConfigError(f"--plot {path}: use a .png, .svg or .pdf file name")
-    plt = _matplotlib()
-    labels = [p["label"] for p in summary["profiles"] if p["label"] != summary["baseline"]]
-    if not labels:
-        raise ConfigError("--plot needs at least one profile besides the baseline")
+    plt, labels = _speedup_plot(summary, path)
     sizes = summary["batch_sizes"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label in labels:
@@ -164,16 +170,8 @@ def plot_batch_curve(summary: dict[str, Any], path: Path) -> Path:
         (line,) = ax.plot(xs, [st["median"] for _, st in points], marker="o", label=label)
         low, high = [st["min"] for _, st in points], [st["max"] for _, st in points]
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("batch size")
     ax.set_ylabel(f"speedup vs {summary['baseline']} at the same batch size")
-    env = summary["environment"]
-    ax.set_title(
-        f"{summary['suite']['name']} · {env.get('model')} · {env['device']} {env['dtype']}",
-        fontsize=10,
-    )
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    return _save(fig, plt, path)
+    return _finish_speedups(fig, ax, plt, summary, path)
