@@ -8,15 +8,12 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from decbench.cli.compare_render import speedup_cell
+
 
 def _speedup(entry: dict[str, Any]) -> str:
     stats = entry["speedup"]
-    if stats is None:
-        return "base"
-    text = f"{stats['median']:.2f}×"
-    if stats["n"] > 1:
-        text += f"\n[dim]{stats['min']:.2f}–{stats['max']:.2f}[/dim]"
-    return text
+    return "base" if stats is None else speedup_cell(stats)
 
 
 def _identical(entry: dict[str, Any]) -> str:

@@ -47,8 +47,11 @@ def _speedup(metrics: dict[str, Any]) -> str:
     if metrics["exact_match"] is None:
         return "base"
     stats = metrics["speedup"]
-    if not stats:
-        return "-"
+    return speedup_cell(stats) if stats else "-"
+
+
+def speedup_cell(stats: dict[str, Any]) -> str:
+    """A speedup spread as a table cell: the median, and the min–max below when it has one."""
     text = f"{stats['median']:.2f}×"
     if stats["n"] > 1:
         text += f"\n[dim]{stats['min']:.2f}–{stats['max']:.2f}[/dim]"
