@@ -71,6 +71,21 @@ def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
     return load_profile(str(local) if local.is_file() else name, overrides)
 
 
+def entry_plan(entry: dict[str, Any], plan_dir: Path) -> dict[str, Any]:
+    """The compare plan of one plan.toml entry: its profiles, suite selection and repeats."""
+    profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
+    suite = get_suite(entry.get("suite", "spec-bench-mini"))
+    suite = suite.select(entry.get("categories"), entry.get("limit"))
+    return make_plan(
+        profiles,
+        suite,
+        baseline=entry.get("baseline"),
+        repeat=entry.get("repeat", 1),
+        warmup=entry.get("warmup", 1),
+        selection={"categories": entry.get("categories", []), "limit": entry.get("limit")},
+    )
+
+
 def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: bool) -> dict:
     folder = out / entry["name"]
     if entry.get("batch_sizes"):
@@ -79,17 +94,7 @@ def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: boo
         store = RunStore.resume(folder)
         plan = store.plan
     else:
-        profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
-        suite = get_suite(entry.get("suite", "spec-bench-mini"))
-        suite = suite.select(entry.get("categories"), entry.get("limit"))
-        plan = make_plan(
-            profiles,
-            suite,
-            baseline=entry.get("baseline"),
-            repeat=entry.get("repeat", 1),
-            warmup=entry.get("warmup", 1),
-            selection={"categories": entry.get("categories", []), "limit": entry.get("limit")},
-        )
+        plan = entry_plan(entry, plan_dir)
         if folder.exists():
             shutil.rmtree(folder)
         store = RunStore.create(folder, plan)
@@ -110,16 +115,7 @@ def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: boo
 def run_batch_curve(entry: dict[str, Any], plan_dir: Path, folder: Path) -> dict:
     """A comparison with `batch_sizes`: `compare --batch-size` (compare/batching.py), written to
     <folder>/summary.json (decbench/batch-compare/v1) with the curve in <folder>/curve.png."""
-    profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
-    suite = get_suite(entry.get("suite", "spec-bench-mini"))
-    suite = suite.select(entry.get("categories"), entry.get("limit"))
-    plan = make_plan(
-        profiles,
-        suite,
-        baseline=entry.get("baseline"),
-        repeat=entry.get("repeat", 1),
-        warmup=entry.get("warmup", 1),
-    )
+    plan = entry_plan(entry, plan_dir)
     start = time.perf_counter()
     summary = run_batch_compare(plan, sorted(set(entry["batch_sizes"])), say)
     folder.mkdir(parents=True, exist_ok=True)
