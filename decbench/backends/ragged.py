@@ -18,6 +18,10 @@ same sequence run alone.
   after every step, and gathers each row's valid slots to the left (`gather_slots`) once the
   widest row wastes more than `COMPACT_AT` slots.
 - Finished rows leave: `select` index-selects the batch dimension of the cache.
+
+The bookkeeping (`valid`, the padded ids, positions and masks of a step) lives on the host on
+purpose: it is built row by row from Python lists, and each runner moves what it is handed to
+its own device once per forward (`forward`, `gather_slots`, `select_rows`).
 """
 
 from __future__ import annotations

@@ -122,7 +122,8 @@ class ModelRunner:
             positions = torch.arange(past, past + n, device=self.device).expand(batch, n)
         kwargs = {}
         if past_mask is not None and tree_mask is None:
-            tree_mask = torch.ones(n, n, dtype=torch.bool).tril().expand(batch, n, n)
+            tree_mask = torch.ones(n, n, dtype=torch.bool, device=self.device).tril()
+            tree_mask = tree_mask.expand(batch, n, n)
         if tree_mask is not None:
             kwargs["attention_mask"] = self._additive_mask(
                 tree_mask.to(self.device), past, past_mask
