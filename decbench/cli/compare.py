@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,11 +166,7 @@ def compare(
         plan = _plan(**wanted)
         check_batch_plan(plan)
         summary = run_batch_compare(plan, sizes, out.progress)
-        if plot is not None:
-            plot_batch_curve(summary, plot)
-            out.info(f"plot: {plot}")
-        if json_out:
-            out.data(summary)
+        if _plot_and_json(out, summary, plot, plot_batch_curve, json_out):
             return
         out.show(batch_table(summary))
         out.info(batch_footnote(summary))
@@ -227,11 +224,7 @@ def compare(
             if folder is not None:
                 out.info(f"kept the finished runs; continue with --resume {folder}")
             raise
-    if plot is not None:
-        plot_summary(summary, plot)
-        out.info(f"plot: {plot}")
-    if json_out:
-        out.data(summary)
+    if _plot_and_json(out, summary, plot, plot_summary, json_out):
         return
     out.info(header(summary))
     out.show(results_table(summary))
@@ -253,6 +246,22 @@ def compare(
         out.info(
             f"Spec-Bench answers: {store.answers.folder} (decbench speed-report {store.folder})"
         )
+
+
+def _plot_and_json(
+    out: Output,
+    summary: dict[str, Any],
+    plot: Path | None,
+    draw: Callable[[dict[str, Any], Path], Path],
+    json_out: bool,
+) -> bool:
+    """Draw --plot, and print the summary with --json; True when nothing more is to be shown."""
+    if plot is not None:
+        draw(summary, plot)
+        out.info(f"plot: {plot}")
+    if json_out:
+        out.data(summary)
+    return json_out
 
 
 def _merge(
