@@ -19,7 +19,8 @@ def calibrate_entropy_cmd(
     limit: o.LimitOpt = None,
     profile: o.ProfileOpt = None,
     json_out: o.JsonOpt = False,
-    flags: o.ProfileFlags | None = None,
+    *,
+    flags: o.ProfileFlags,  # packed by o.profile_flags
 ) -> None:
     """Measure the next-token entropy (bits) of greedy runs on a suite and print its quantiles,
     to set the entropy threshold of `cntp` and `adadec` (the p90 fires on ~10% of steps).
@@ -35,7 +36,7 @@ def calibrate_entropy_cmd(
       decbench generate "Write a sort function" -m adadec --set method.threshold=3.1
     """
     out = Output(Mode.json if json_out else Mode.human)
-    prof = (flags or o.ProfileFlags()).build("greedy" if profile is None else None, profile)
+    prof = flags.build("greedy" if profile is None else None, profile)
     chosen = get_suite(suite or DEFAULT_SUITE, suite_format).select(category, limit)
     session = open_session(prof, progress=out.progress)
     result = calibrate_entropy(session, chosen, out.progress)

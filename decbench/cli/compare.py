@@ -138,11 +138,11 @@ def compare(
         ),
     ] = None,
     json_out: o.JsonOpt = False,
-    flags: o.ProfileFlags | None = None,
+    *,
+    flags: o.ProfileFlags,  # packed by o.profile_flags
 ) -> None:
     """Compare methods on the same prompts: speed, paired speedup, acceptance, exact match."""
     out = Output(Mode.json if json_out else Mode.human)
-    flags = flags or o.ProfileFlags()
     wanted = {
         "profiles": profiles,
         "methods": methods,

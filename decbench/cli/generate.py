@@ -75,12 +75,13 @@ def generate(
         ),
     ] = None,
     json_out: o.JsonOpt = False,
-    flags: o.ProfileFlags | None = None,
+    *,
+    flags: o.ProfileFlags,  # packed by o.profile_flags
 ) -> None:
     """Generate text for one prompt and show timings (and acceptance, for speculative methods)."""
     out = Output(Mode.json if json_out else Mode.human)
     text = o.read_prompt(prompt)
-    prof = (flags or o.ProfileFlags()).build(method, profile)
+    prof = flags.build(method, profile)
     session = open_session(prof, progress=out.progress)
     tokenizer = session.target.tokenizer
     drafts = session.decoder.spec.drafts

@@ -65,11 +65,12 @@ def profile(
         typer.Option("--trace", help="Export a torch profiler Chrome trace of one generation."),
     ] = None,
     json_out: o.JsonOpt = False,
-    flags: o.ProfileFlags | None = None,
+    *,
+    flags: o.ProfileFlags,  # packed by o.profile_flags
 ) -> None:
     """Profile one method: where the time goes, verify cost, acceptance, predicted speedup."""
     out = Output(Mode.json if json_out else Mode.human)
-    prof = (flags or o.ProfileFlags()).build(method, name)
+    prof = flags.build(method, name)
     if prompt is not None:
         chosen = Suite(
             "prompt",
