@@ -19,6 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from decbench.cli.batch_render import crossover_text
 from decbench.compare import RunStore, make_plan, run_compare
 from decbench.compare.batching import run_batch_compare
 from decbench.compare.plot import plot_batch_curve
@@ -221,12 +222,7 @@ def print_curve(r: dict[str, Any]) -> None:
         print(f"  {label:<14}" + "".join(f"{c:>18}" for c in cells) + f"  {exact:>9}")
         cross = row["crossover"]
         if cross:
-            where = (
-                f"pays at every size up to {cross['pays_up_to']}"
-                if cross["below_1_at"] is None
-                else f"below 1.0x from B={cross['below_1_at']} (crossing near {cross['estimate']})"
-            )
-            print(f"  {'':<14}{where}")
+            print(f"  {'':<14}{crossover_text(cross, r['baseline'])}")
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

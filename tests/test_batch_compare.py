@@ -151,3 +151,24 @@ def test_cli_batch_size_bad_input(monkeypatch, capsys, args, message):
     code, _out, err = run_cli(monkeypatch, capsys, "compare", "greedy", *args)
     assert code == 2, err
     assert message in err
+
+
+def crossover_of(ratios):
+    runs = []
+    for size, ratio in ratios:
+        for label, tps in (("greedy", 10.0), ("x", 10.0 * ratio)):
+            runs.append(
+                {"label": label, "batch_size": size, "group": 0, "repeat": 0, "tokens": 1,
+                 "wall_s": 1 / tps, "tokens_per_s": tps, "latency_s": [1.0], "mat": 1.0, "steps": 1,
+                 "identical_to_batch1": [True], "identical_to_baseline": [True],
+                 "divergences": []}
+            )  # fmt: skip
+    return batching_mod.crossover(runs, "x", "greedy", [s for s, _ in ratios])
+
+
+def test_crossover_of_a_curve_that_is_not_monotonic():
+    """Below 1.0 at B = 1, above at B = 2 (seen on a CPU): it pays at 2, crosses after it."""
+    cross = crossover_of([(1, 0.9), (2, 1.2), (4, 0.8)])
+    assert cross["pays_at"] == [2] and cross["pays_up_to"] == 2 and cross["below_1_at"] == 4
+    assert crossover_of([(1, 0.9), (2, 0.8)])["pays_up_to"] is None
+    assert crossover_of([(1, 1.1), (2, 1.3)])["below_1_at"] is None

@@ -61,23 +61,24 @@ def batch_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def crossover_text(cross: dict[str, Any], baseline: str) -> str:
+    """Where a method pays, from compare/batching.crossover."""
+    if cross["pays_up_to"] is None:
+        return f"slower than {baseline} at every batch size measured"
+    pays = ", ".join(str(b) for b in cross.get("pays_at", [cross["pays_up_to"]]))
+    if cross["below_1_at"] is None:
+        return f"pays at batch size {pays} (the largest measured pays)"
+    return (
+        f"pays at batch size {pays}, below 1.0× from {cross['below_1_at']} "
+        f"(crossing near B ≈ {cross['estimate']})"
+    )
+
+
 def batch_footnote(summary: dict[str, Any]) -> str:
     """One line per method: up to which batch size it pays, where it crosses 1.0."""
     lines = []
     for label, cross in summary["crossover"].items():
-        if cross["below_1_at"] is None:
-            lines.append(
-                f"{label}: pays at every batch size measured (up to {cross['pays_up_to']})"
-            )
-        elif cross["pays_up_to"] is None:
-            lines.append(
-                f"{label}: slower than {summary['baseline']} from batch size {cross['below_1_at']}"
-            )
-        else:
-            lines.append(
-                f"{label}: pays up to batch size {cross['pays_up_to']}, below 1.0× at "
-                f"{cross['below_1_at']} (crossing near B ≈ {cross['estimate']})"
-            )
+        lines.append(f"{label}: {crossover_text(cross, summary['baseline'])}")
     env = summary["environment"]
     lines.append(
         f"{env.get('cpu') or env['device']} · {env.get('threads', '?')} threads · {env['dtype']} · "

@@ -345,22 +345,28 @@ def summarize_label(
 def crossover(
     runs: list[dict[str, Any]], label: str, baseline: str, sizes: list[int]
 ) -> dict[str, Any]:
-    """The first batch size whose median speedup is below 1.0 (None: it pays at every size
-    measured), the last one at or above 1.0 before it, and a log2-linear estimate of the B where
-    the curve crosses 1.0."""
+    """Where speculation pays: the batch sizes whose median speedup is at least 1.0 (`pays_at`),
+    the largest of them (`pays_up_to`, None: it pays at none), the first size after it that is
+    below 1.0 (`below_1_at`, None: it pays at the largest size measured) and a log2-linear
+    estimate of the B where the curve crosses 1.0 between those two. A curve need not be
+    monotonic (below 1.0 at B = 1 and above at B = 2 happens on a CPU)."""
     summary = summarize_label(runs, label, baseline, sizes)
     points = [(s, summary[str(s)]["speedup"]) for s in sizes]
     points = [(s, stats["median"]) for s, stats in points if stats]
-    below = next((i for i, (_s, v) in enumerate(points) if v < 1.0), None)
-    if below is None:
+    paying = [i for i, (_s, v) in enumerate(points) if v >= 1.0]
+    pays_at = [points[i][0] for i in paying]
+    if not paying:
+        first = points[0][0] if points else None
+        return {"pays_at": [], "below_1_at": first, "pays_up_to": None, "estimate": None}
+    last = paying[-1]
+    if last == len(points) - 1:
         return {
+            "pays_at": pays_at,
             "below_1_at": None,
-            "pays_up_to": points[-1][0] if points else None,
+            "pays_up_to": points[last][0],
             "estimate": None,
         }
-    if below == 0:
-        return {"below_1_at": points[0][0], "pays_up_to": None, "estimate": None}
-    (s0, v0), (s1, v1) = points[below - 1], points[below]
+    (s0, v0), (s1, v1) = points[last], points[last + 1]
     x0, x1 = math.log2(s0), math.log2(s1)
     x = x0 + (v0 - 1.0) * (x1 - x0) / (v0 - v1)
-    return {"below_1_at": s1, "pays_up_to": s0, "estimate": round(2**x, 2)}
+    return {"pays_at": pays_at, "below_1_at": s1, "pays_up_to": s0, "estimate": round(2**x, 2)}
