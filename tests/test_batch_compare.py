@@ -78,16 +78,7 @@ def test_a_divergence_from_batch_1_is_reported_with_its_margin(tiny_contenders, 
 
 
 def test_crossover():
-    runs = []
-    for size, ratio in ((1, 1.5), (2, 1.2), (4, 0.8), (8, 0.6)):
-        for label, tps in (("greedy", 10.0), ("x", 10.0 * ratio)):
-            runs.append(
-                {"label": label, "batch_size": size, "group": 0, "repeat": 0, "tokens": 1,
-                 "wall_s": 1 / tps, "tokens_per_s": tps, "latency_s": [1.0], "mat": 1.0, "steps": 1,
-                 "identical_to_batch1": [True], "identical_to_baseline": [True],
-                 "divergences": []}
-            )  # fmt: skip
-    cross = batching_mod.crossover(runs, "x", "greedy", [1, 2, 4, 8])
+    cross = crossover_of([(1, 1.5), (2, 1.2), (4, 0.8), (8, 0.6)])
     assert cross["pays_up_to"] == 2 and cross["below_1_at"] == 4
     assert 2 < cross["estimate"] < 4  # 1.2 -> 0.8 crosses halfway in log2: B = 2 ** 1.5
     assert cross["estimate"] == pytest.approx(2**1.5, abs=0.01)
