@@ -331,3 +331,29 @@ def test_more_prompts_reuse_the_whole_batches_of_a_cached_prefix(
     _, grown = data.make_data(target, str(folder), texts, 8, batch=4)
     assert batches == [4, 4]  # [4:8] and [8:12]: the short batch [4:6] is made again, in full
     assert grown == fresh
+
+
+def test_varied_prompts_hold_no_suite_text_and_mix_their_kinds():
+    """`--prompts varied` builds on real stdlib text; none of a suite's passages or code (any
+    paragraph of 60+ characters) may appear in it, and any stretch of the list mixes kinds."""
+    from decbench.suites import list_suites
+    from decbench.train.data import read_prompts
+    from decbench.train.varied_prompts import counts
+
+    source, prompts = read_prompts("varied", 10_000)
+    assert source == "decbench.train.varied_prompts"
+    assert len(prompts) == len(set(prompts)) == counts()["varied"] > 800
+    text = "\n".join(prompts)
+    paragraphs = {
+        p.strip()
+        for s in list_suites()
+        for x in s.samples
+        for t in x.turns
+        for p in t.split("\n\n")
+        if len(p.strip()) >= 60
+    }
+    assert paragraphs and not [p for p in paragraphs if p in text]
+    first = prompts[:40]
+    assert any(p.startswith("Translate into") for p in first)
+    assert any("```python" in p for p in first)
+    assert any("Document 1:" in p for p in first)

@@ -76,7 +76,10 @@ def distill(
     ),
     prompts: Annotated[
         str | None,
-        typer.Option("--prompts", help="Prompt file (lines or JSONL 'prompt') or suite name."),
+        typer.Option(
+            "--prompts",
+            help="Prompt file (lines or JSONL 'prompt'), suite name, or 'varied' (stdlib text and code).",
+        ),
     ] = None,
     n_prompts: Annotated[
         int, typer.Option("--n-prompts", help="Prompts used (incl. held-out).")

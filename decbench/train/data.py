@@ -1,8 +1,9 @@
 """Self-distillation data: the target's own greedy continuations of prompts, cached on disk.
 
 Prompts come from a user file (one per line, or JSONL with a "prompt" field), a built-in suite
-(when decbench.suites provides it) or decbench's own training prompts (prompts.py), which are
-disjoint from the benchmark suites. The cache key hashes the target, the prompts and the
+(when decbench.suites provides it) or decbench's own training prompts, which are disjoint from
+the benchmark suites: the templated ones (prompts.py, the default) or `varied` (real stdlib text
+and code, varied_prompts.py). The cache key hashes the target, the prompts and the
 generation settings, so a second `distill` run on the same inputs reuses the file.
 
 Medusa heads read only the target's last hidden state, and the target is frozen, so
@@ -41,6 +42,10 @@ def read_prompts(source: str | None, limit: int) -> tuple[str, list[str]]:
         from decbench.train.prompts import training_prompts
 
         return "decbench.train.prompts", training_prompts()[:limit]
+    if source == "varied":
+        from decbench.train.varied_prompts import varied_prompts
+
+        return "decbench.train.varied_prompts", varied_prompts()[:limit]
     path = Path(source).expanduser()
     if path.is_file():
         text = read_text(path, f"--prompts file '{path}'")
