@@ -185,9 +185,11 @@ def build(raw: dict[str, Any], source: str) -> Profile:
 
 
 def check_ranges(values: Any, table: str, source: str) -> None:
-    """The ranges `values` (a table's dataclass) declares and its validate() hook
-    (decoders/options.py), checked here, where TOML, --set and the CLI flags meet, so every bad
-    value names the file and is refused before anything loads."""
+    """The one range check of a profile's values: the ranges `values` (a table's dataclass)
+    declares and its validate() hook (decoders/options.py). It runs here, where TOML, --set and
+    the CLI flags meet, so every bad value names the file and is refused before anything loads;
+    run.check_profile checks only what spans tables, and a decoder opened from this profile does
+    not check its options again (Decoder.__init__)."""
     try:
         check_options(values, table)
     except ConfigError as e:
