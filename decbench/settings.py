@@ -66,12 +66,11 @@ class SamplingSettings:
 class ConstraintSettings:
     """What the output must be (decbench/constraints). kind "" = unconstrained."""
 
-    kind: str = ""  # "" | allow | json-schema | grammar | include
+    kind: str = option("", choices=("", "allow", "json-schema", "grammar", "include"))
     schema: str = ""  # json-schema: path of the schema file
     file: str = ""  # allow: the allow-list (one sequence a line); grammar: a Lark grammar file
     lark: str = ""  # grammar: Lark grammar text (instead of file)
     regex: str = ""  # grammar: a regular expression the whole output must match
-    tokens: str = (
-        "text"  # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
-    )
+    # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
+    tokens: str = option("text", choices=("text", "ids"))
     include: list[str] = field(default_factory=list)  # include: phrases the output must contain

@@ -71,7 +71,7 @@ class Range:
         elif high is not None:
             text = f"{'<=' if self.le is not None else '<'} {_num(high)}"
         else:
-            return f"one of {', '.join(self.choices or ())}"
+            return f"one of {_listed(self.choices or ())}"
         return text + "".join(f" or {c!r}" for c in self.choices or ())
 
     def contains(self, value: float) -> bool:
@@ -98,7 +98,7 @@ class Range:
                 raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
             if value not in self.choices:
                 hint = suggest(value, self.choices)
-                raise ConfigError(f"{key}: '{value}' is not one of {', '.join(self.choices)}{hint}")
+                raise ConfigError(f"{key}: '{value}' is not one of {_listed(self.choices)}{hint}")
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
             return  # the type was checked where the value was read (profiles.coerce)
@@ -106,6 +106,11 @@ class Range:
             raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
         if not self.bounded and self.choices is not None:
             raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
+
+
+def _listed(choices: tuple[str, ...]) -> str:
+    """'a, b', with an empty choice shown as "" (constraint.kind "" = unconstrained)."""
+    return ", ".join(c or '""' for c in choices)
 
 
 def _num(bound: float) -> str:
