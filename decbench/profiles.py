@@ -172,18 +172,28 @@ def build(raw: dict[str, Any], source: str) -> Profile:
     except ConfigError as e:
         raise ConfigError(f"{source}: [method] {e}") from e
     options = fill(decoder.Options, method_table, f"{source}: [method]", allowed_extra=("name",))
-    try:
-        check_options(options)  # the ranges each Options field declares (decoders/options.py)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from e
+    check_ranges(options, "method", source)
     tables = {}
     for table, cls in TABLES.items():
         values = raw.get(table) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: '{table}' must be a table")
         tables[table] = fill(cls, values, f"{source}: [{table}]")
+        check_ranges(tables[table], table, source)
     description = raw.get("description", "")
     return Profile(source=source, method=name, options=options, description=description, **tables)
+
+
+def check_ranges(values: Any, table: str, source: str) -> None:
+    """The one range check of a profile's values: the ranges `values` (a table's dataclass)
+    declares and its validate() hook (decoders/options.py). It runs here, where TOML, --set and
+    the CLI flags meet, so every bad value names the file and is refused before anything loads;
+    run.check_profile checks only what spans tables, and a decoder opened from this profile does
+    not check its options again (Decoder.__init__)."""
+    try:
+        check_options(values, table)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
 
 
 def fill(cls: type, values: dict[str, Any], where: str, allowed_extra: tuple[str, ...] = ()) -> Any:

@@ -136,25 +136,6 @@ class Session:
         return {"kernels": kernels_in_use(self.target.model), "kernel_check": choice.to_dict()}
 
 
-def validate_generation(profile: Profile) -> None:
-    gen = profile.generation
-    if gen.max_new_tokens <= 0:
-        raise ConfigError(f"generation.max_new_tokens must be > 0, got {gen.max_new_tokens}")
-    s = profile.sampling
-    if s.temperature < 0:
-        raise ConfigError(f"sampling.temperature must be >= 0, got {s.temperature}")
-    if not 0.0 < s.top_p <= 1.0:
-        raise ConfigError(f"sampling.top_p must be in (0, 1], got {s.top_p}")
-    if not 0.0 < s.typical_p <= 1.0:
-        raise ConfigError(f"sampling.typical_p must be in (0, 1], got {s.typical_p}")
-    if not 0.0 <= s.min_p < 1.0:
-        raise ConfigError(f"sampling.min_p must be in [0, 1), got {s.min_p}")
-    if s.top_k < 0:
-        raise ConfigError(f"sampling.top_k must be >= 0, got {s.top_k}")
-    if s.repetition_penalty <= 0:
-        raise ConfigError(f"sampling.repetition_penalty must be > 0, got {s.repetition_penalty}")
-
-
 def open_session(
     profile: Profile,
     progress: Callable[[str], None] | None = None,
@@ -180,23 +161,24 @@ def open_session(
     def load_model(name: str) -> ModelRunner:
         return load_runner(ModelSettings(name=name), profile.backend, say)
 
-    ctx = DecoderContext(load_model=load_model, progress=say)
+    # check_profile vouched for these options (profiles.build checked their ranges): the decoder
+    # does not check them again
+    ctx = DecoderContext(load_model=load_model, progress=say, checked_options=options)
     decoder = decoder_cls(target, options, ctx)
     return Session(profile, target, decoder, constraint)
 
 
 def check_profile(profile: Profile) -> tuple[type[Decoder], Any]:
-    """Refuse, before any model loads, what the profile alone shows to be wrong: generation and
-    sampling ranges, a method its backend cannot run, a temperature the method cannot honour
-    (MethodSpec.samples / argmax), a constraint the method cannot honour, the method's options
-    (declared ranges, with a [constraint] folded in) and, for a method that needs_draft, a
-    draft name that can name no model. Returns the decoder class and those options."""
-    validate_generation(profile)
+    """Refuse, before any model loads, what the profile alone shows to be wrong across its
+    tables: a method its backend cannot run, a temperature the method cannot honour
+    (MethodSpec.samples / argmax), a constraint the method cannot honour or that breaks its
+    options once folded in, and, for a method that needs_draft, a draft name that can name no
+    model. Each table's own ranges were checked when the profile was built (profiles.build).
+    Returns the decoder class and the options to build it with."""
     decoder_cls = get_decoder(profile.method)
     check_supported(profile.method, decoder_cls.spec.requires, profile.backend.name)
     decoder_cls.spec.check_sampling(profile.sampling)
     options = constrained_options(profile, decoder_cls)
-    check_options(options)
     if decoder_cls.spec.needs_draft:  # the registry guarantees a `draft` option
         from decbench.decoders.speculative.draft_model import check_draft_name
 
@@ -225,6 +207,7 @@ def constrained_options(profile: Profile, decoder_cls: type[Decoder]) -> Any:
         raise ConfigError("constraint.include: an include constraint needs at least one phrase")
     taken = decoder_cls.takes_constraint(profile.options, settings)
     if taken is not None:
+        check_options(taken)  # new options, which profiles.build never saw
         return taken
     if kind in SEARCH_KINDS:
         raise ConfigError(

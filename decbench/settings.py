@@ -1,4 +1,7 @@
-"""The settings tables every profile has. Each field's default lives here and nowhere else.
+"""The settings tables every profile has. Each field's default lives here and nowhere else, and
+so does its range, declared with `option` as a method's options declare theirs
+(decoders/options.py); profiles.build checks them when a profile is read ("sampling.top_p must
+be in (0, 1], got 1.5").
 
 A method's own options are a dataclass declared next to the decoder (see decoders/base.py).
 """
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from decbench.decoders.options import option
 from decbench.models import DEFAULT_MODEL
 
 
@@ -35,7 +39,7 @@ class BackendSettings:
 
 @dataclass
 class GenerationSettings:
-    max_new_tokens: int = 128
+    max_new_tokens: int = option(128, gt=0)
     stop: list[str] = field(default_factory=list)  # stop strings (the text keeps them)
     chat: bool = True  # apply the chat template when the tokenizer has one
     system: str = ""  # system message for the chat template; "" = the template's default
@@ -45,12 +49,12 @@ class GenerationSettings:
 class SamplingSettings:
     """temperature 0 is greedy. Every decoder that samples applies these the same way (sampler.py)."""
 
-    temperature: float = 0.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # nucleus; 1 = off
-    min_p: float = 0.0  # 0 = off
-    typical_p: float = 1.0  # locally typical sampling; 1 = off
-    repetition_penalty: float = 1.0  # CTRL-style; 1 = off
+    temperature: float = option(0.0, ge=0)
+    top_k: int = option(0, ge=0)  # 0 = off
+    top_p: float = option(1.0, gt=0, le=1)  # nucleus; 1 = off
+    min_p: float = option(0.0, ge=0, lt=1)  # 0 = off
+    typical_p: float = option(1.0, gt=0, le=1)  # locally typical sampling; 1 = off
+    repetition_penalty: float = option(1.0, gt=0)  # CTRL-style; 1 = off
     seed: int = 0
 
     @property
@@ -62,12 +66,11 @@ class SamplingSettings:
 class ConstraintSettings:
     """What the output must be (decbench/constraints). kind "" = unconstrained."""
 
-    kind: str = ""  # "" | allow | json-schema | grammar | include
+    kind: str = option("", choices=("", "allow", "json-schema", "grammar", "include"))
     schema: str = ""  # json-schema: path of the schema file
     file: str = ""  # allow: the allow-list (one sequence a line); grammar: a Lark grammar file
     lark: str = ""  # grammar: Lark grammar text (instead of file)
     regex: str = ""  # grammar: a regular expression the whole output must match
-    tokens: str = (
-        "text"  # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
-    )
+    # allow: each line is text (tokenized) or "ids" (token ids, spaces between)
+    tokens: str = option("text", choices=("text", "ids"))
     include: list[str] = field(default_factory=list)  # include: phrases the output must contain

@@ -120,6 +120,17 @@ def default_session():
     return open_session(method_profile("greedy", [("generation", "max_new_tokens", 32)]))
 
 
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Every check under test must refuse before a session loads a model."""
+    from decbench import run
+
+    def load_runner(*_args, **_kwargs):
+        raise AssertionError("a model was loaded before the profile was refused")
+
+    monkeypatch.setattr(run, "load_runner", load_runner)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` are skipped where torch sees no CUDA device."""
     if torch.cuda.is_available() or os.environ.get("DECBENCH_TEST_DEVICE") == "cpu":

@@ -33,16 +33,6 @@ def profile(method: str, temperature: float) -> Profile:
     return build(raw, f"method:{method}")
 
 
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Every check under test must refuse before this is reached."""
-
-    def load_runner(*_args, **_kwargs):
-        raise AssertionError("a model was loaded before the profile was refused")
-
-    monkeypatch.setattr(run, "load_runner", load_runner)
-
-
 def test_the_lists_are_not_empty():
     assert {"greedy", "beam", "grid-beam", "contrastive", "momentum", "hf-greedy"} <= set(
         DETERMINISTIC

@@ -84,7 +84,6 @@ def test_text_allow_list_on_the_default_model(default_session, tmp_path):
         (ConstraintSettings(kind="grammar", lark="start: ("), "constraint.lark"),
         (ConstraintSettings(kind="allow", file="EMPTY"), "empty"),
         (ConstraintSettings(kind="allow", schema="x.json"), "does not apply"),
-        (ConstraintSettings(kind="regexp"), "is not one of"),
     ],
 )
 def test_bad_constraints_are_one_line_config_errors(default_session, tmp_path, settings, message):

@@ -1,5 +1,6 @@
 """Declared option ranges (decbench/decoders/options.py): one mechanism and one message format,
-checked for every registered decoder through the profile path a user's TOML or --set takes."""
+checked for every registered decoder and every settings table through the profile path a user's
+TOML or --set takes, once on each path."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from decbench import profiles
 from decbench.decoders.options import Range, check_options, declared_ranges, option
 from decbench.decoders.registry import all_decoders
 from decbench.errors import ConfigError
-from decbench.profiles import build
+from decbench.profiles import TABLES, build, load_profile, method_profile
 
 
 @dataclass
@@ -80,6 +82,7 @@ def test_describe():
     assert Range(le=0.5).describe() == "<= 0.5"
     assert Range(ge=0, le=1).describe() == "in [0, 1]"
     assert Range(choices=("a", "b")).describe() == "one of a, b"
+    assert Range(choices=("", "a")).describe() == 'one of "", a'  # an empty choice shows
 
 
 def test_the_table_names_the_key():
@@ -164,3 +167,109 @@ def test_the_registry_declares_ranges():
     expected = {("pld", "k"), ("beam", "width"), ("speculative", "p_min"), ("eagle2", "nodes")}
     assert expected <= declared
     assert ("medusa", "acceptance") in declared and ("rsd", "branches") in declared
+
+
+# -- the settings tables, through the CLI ---------------------------------------------------------
+def _settings_cases() -> list[tuple[str, typing.Any]]:
+    """(table.key, a value just outside one of its bounds) for every declared settings range."""
+    cases = []
+    for table, cls in TABLES.items():
+        hints = typing.get_type_hints(cls)
+        for name, declared in declared_ranges(cls).items():
+            for value in _outside(declared, _numeric_type(hints[name])):
+                cases.append((f"{table}.{name}", value))
+    return cases
+
+
+SETTINGS_CASES = _settings_cases()
+
+
+def test_the_settings_declare_their_ranges():
+    """Guards the parametrisation below against going vacuous."""
+    declared = {key for key, _ in SETTINGS_CASES}
+    sampling = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty")
+    expected = {"generation.max_new_tokens", "constraint.kind", "constraint.tokens"}
+    assert {*expected, *(f"sampling.{k}" for k in sampling)} <= declared
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), SETTINGS_CASES, ids=[f"{k}={v!r}" for k, v in SETTINGS_CASES]
+)
+def test_every_settings_bound_refuses_a_value_just_outside_before_loading(
+    monkeypatch, capsys, no_loading, key, value
+):
+    from tests.test_cli import run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "generate", "hi", "--set", f"{key}={value!r}")
+    assert code == 2, err
+    assert f": {key} must be " in err or f": {key}: " in err, err
+    assert repr(value) in err, err
+    assert err.count("\n") == 1 and err.count("error:") == 1, err  # one line
+    assert out == ""
+
+
+def test_a_profile_file_is_named_with_the_key(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[method]\nname = "greedy"\n[sampling]\ntypical_p = 0\n')
+    with pytest.raises(ConfigError) as info:
+        load_profile(str(path))
+    assert str(info.value) == f"{path}: sampling.typical_p must be in (0, 1], got 0.0"
+
+
+# -- one check on each path (where each lives: decoders/options.py) ----------------------------
+@pytest.fixture
+def checks(monkeypatch) -> list[tuple[str, typing.Any]]:
+    """Every check_options call of profiles, run and Decoder.__init__, as (table, value)."""
+    from decbench import run
+    from decbench.decoders import base
+
+    calls: list[tuple[str, typing.Any]] = []
+
+    def counted(values: typing.Any, table: str = "method") -> None:
+        calls.append((table, values))
+        check_options(values, table)
+
+    for module in (profiles, run, base):
+        monkeypatch.setattr(module, "check_options", counted)
+    return calls
+
+
+def test_a_profile_checks_its_options_once_and_its_decoder_not_again(checks):
+    from decbench.run import open_session
+    from tests.conftest import runner_for, tiny_llama
+
+    profile = method_profile("pld", [("method", "k", 3)])
+    assert [table for table, _ in checks] == ["method", *TABLES]  # profiles.build
+    session = open_session(profile, target=runner_for(tiny_llama()))
+    assert session.decoder.options is profile.options
+    assert len(checks) == 1 + len(TABLES)  # nothing more on the way to the decoder
+
+
+def test_a_decoder_built_without_a_profile_checks_its_options(checks):
+    from decbench.decoders.speculative.prompt_lookup import PromptLookup
+    from tests.conftest import no_models_ctx, runner_for, tiny_llama
+
+    runner = runner_for(tiny_llama())
+    options = PromptLookup.Options(k=3)
+    PromptLookup(runner, options, no_models_ctx())
+    assert len(checks) == 1 and checks[0][1] is options
+    with pytest.raises(ConfigError, match=r"^method\.k must be >= 1, got 0$"):
+        PromptLookup(runner, PromptLookup.Options(k=0), no_models_ctx())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "grid-beam", "--include", "river", "--include", " "], "method.include[1] is empty"),
+        (["-m", "dllm-dingo", "--regex", "(ab"], "method.regex '(ab' is not a supported"),
+    ],
+)
+def test_options_a_constraint_is_folded_into_are_checked_before_loading(
+    monkeypatch, capsys, no_loading, args, message
+):
+    from tests.test_cli import run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "generate", "hi", *args)
+    assert code == 2, err
+    assert message in err and err.count("error:") == 1, err
+    assert out == ""

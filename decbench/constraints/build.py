@@ -14,11 +14,10 @@ from decbench.constraints.grammar import (
     regex_grammar,
 )
 from decbench.constraints.trie import AllowList
-from decbench.errors import ConfigError, check_choice
+from decbench.errors import ConfigError
 from decbench.files import read_text
 from decbench.settings import ConstraintSettings
 
-KINDS = ("", "allow", "json-schema", "grammar", "include")
 # kinds no token mask can express: a method takes them into its own search (Decoder.takes_constraint)
 SEARCH_KINDS = ("include",)
 SAMPLE = "sample"  # constraint.schema = "sample": each suite sample's own schema (compare only)
@@ -39,8 +38,8 @@ def build_constraint(
 ) -> Constraint | None:
     """None when the profile has no constraint, or when its schema comes with each sample
     (`per_sample`: compare compiles those with `sample_schema`); ConfigError (one line) for a
-    bad one."""
-    check_choice("constraint.kind", settings.kind, KINDS)
+    bad one. The ranges `settings` declares (kind, tokens) were checked with the profile
+    (profiles.build), before any model loaded."""
     _check_keys(settings)
     if not settings.kind or settings.kind in SEARCH_KINDS:
         return None
@@ -102,7 +101,6 @@ def allow_list(
 ) -> AllowList:
     if not settings.file:
         raise ConfigError("constraint.file: an allow constraint needs a file (one sequence a line)")
-    check_choice("constraint.tokens", settings.tokens, ("text", "ids"))
     source = settings.file
     lines = [
         line

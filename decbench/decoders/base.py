@@ -5,8 +5,10 @@ Declaring, not checking: a decoder's `Options` dataclass declares each option's 
 field, `k: int = option(4, ge=1)  # draft tokens per step` (decoders/options.py), with rules
 across fields in a `validate(self)` method. `samples=False` / `argmax=False` say which
 temperatures the method honours and `needs_draft` that a `draft` option names a second model.
-run.check_profile enforces all of these once, before any model loads, so a decoder's
-`__init__` only checks what needs the loaded model (k up to the vocabulary size)."""
+Each is enforced once, before any model loads: the ranges where the profile is read
+(profiles.build), the rest in run.check_profile. A decoder built without a profile has its
+options' ranges checked by Decoder.__init__ instead, so a subclass's `__init__` only checks what
+needs the loaded model (k up to the vocabulary size)."""
 
 from __future__ import annotations
 
@@ -80,6 +82,9 @@ class DecoderContext:
 
     load_model: Callable[[str], ModelRunner]
     progress: Callable[[str], None] = field(default=lambda _msg: None)
+    # the options run.open_session checked before loading (profiles.build, run.check_profile);
+    # Decoder.__init__ checks any other options it is given
+    checked_options: Any = None
 
 
 @dataclass
@@ -93,7 +98,8 @@ class Decoder(ABC):
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
-        check_options(options)  # declared ranges and validate() (decoders/options.py)
+        if options is not ctx.checked_options:  # built without a profile (tests, library use)
+            check_options(options)  # declared ranges and validate() (decoders/options.py)
         self.target = target
         self.options = options
         self.ctx = ctx

@@ -19,9 +19,17 @@ A rule that is not the range of one field (two fields in order, a regex that mus
 after the ranges. A check that needs the loaded model (k up to the vocabulary size) stays in the
 decoder, next to the model it reads.
 
-check_options runs where options meet a profile (profiles.build, so `--set method.k=0` fails at
-load), before a session loads any model (run.check_profile, on the options with a [constraint]
-folded in) and when a decoder is constructed (Decoder.__init__), so no decoder repeats it."""
+The settings tables of a profile declare their ranges the same way (decbench/settings.py), and
+check_options(settings, table) names their keys after the table ("sampling.top_p must be in
+(0, 1], got 1.5").
+
+check_options runs once on each path a value takes, and no decoder repeats it:
+- a profile (TOML, --set, CLI flags): profiles.build checks the method's options and every
+  settings table, so `--set method.k=0` fails when the profile is read, naming the file;
+- a [constraint] folded into a method's options (Decoder.takes_constraint): run.check_profile
+  checks the new options, before any model loads;
+- a decoder built without a profile (tests, library use): Decoder.__init__. A session opened
+  from a profile tells the decoder its options were checked (DecoderContext.checked_options)."""
 
 from __future__ import annotations
 
@@ -63,7 +71,7 @@ class Range:
         elif high is not None:
             text = f"{'<=' if self.le is not None else '<'} {_num(high)}"
         else:
-            return f"one of {', '.join(self.choices or ())}"
+            return f"one of {_listed(self.choices or ())}"
         return text + "".join(f" or {c!r}" for c in self.choices or ())
 
     def contains(self, value: float) -> bool:
@@ -90,7 +98,7 @@ class Range:
                 raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
             if value not in self.choices:
                 hint = suggest(value, self.choices)
-                raise ConfigError(f"{key}: '{value}' is not one of {', '.join(self.choices)}{hint}")
+                raise ConfigError(f"{key}: '{value}' is not one of {_listed(self.choices)}{hint}")
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
             return  # the type was checked where the value was read (profiles.coerce)
@@ -98,6 +106,11 @@ class Range:
             raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
         if not self.bounded and self.choices is not None:
             raise ConfigError(f"{key} must be {self.describe()}, got {value!r}")
+
+
+def _listed(choices: tuple[str, ...]) -> str:
+    """'a, b', with an empty choice shown as "" (constraint.kind "" = unconstrained)."""
+    return ", ".join(c or '""' for c in choices)
 
 
 def _num(bound: float) -> str:
