@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decbench.decoders.options import check_options
 from decbench.decoders.registry import get_decoder
 from decbench.errors import ConfigError, suggest, unknown
 from decbench.files import read_text
+from decbench.options import check_options
 from decbench.settings import (
     BackendSettings,
     ConstraintSettings,
@@ -186,7 +186,7 @@ def build(raw: dict[str, Any], source: str) -> Profile:
 
 def check_ranges(values: Any, table: str, source: str) -> None:
     """The one range check of a profile's values: the ranges `values` (a table's dataclass)
-    declares and its validate() hook (decoders/options.py). It runs here, where TOML, --set and
+    declares and its validate() hook (decbench/options.py). It runs here, where TOML, --set and
     the CLI flags meet, so every bad value names the file and is refused before anything loads;
     run.check_profile checks only what spans tables, and a decoder opened from this profile does
     not check its options again (Decoder.__init__)."""

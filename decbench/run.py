@@ -17,13 +17,13 @@ from decbench.backends.static import runner_facts
 from decbench.constraints.base import Constraint
 from decbench.constraints.build import SEARCH_KINDS, build_constraint
 from decbench.decoders.base import Decoder, DecoderContext, Request
-from decbench.decoders.options import check_options
 from decbench.decoders.registry import get_decoder
 from decbench.environment import environment
 from decbench.errors import ConfigError
 from decbench.measure import measure, timed_ids
 from decbench.metrics.quality import agreement, coherence, text_metrics
 from decbench.models import fingerprint
+from decbench.options import check_options
 from decbench.profiles import Profile
 from decbench.results import GenerationResult
 from decbench.settings import ModelSettings

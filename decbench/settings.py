@@ -1,6 +1,6 @@
 """The settings tables every profile has. Each field's default lives here and nowhere else, and
 so does its range, declared with `option` as a method's options declare theirs
-(decoders/options.py); profiles.build checks them when a profile is read ("sampling.top_p must
+(decbench/options.py); profiles.build checks them when a profile is read ("sampling.top_p must
 be in (0, 1], got 1.5").
 
 A method's own options are a dataclass declared next to the decoder (see decoders/base.py).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from decbench.decoders.options import option
 from decbench.models import DEFAULT_MODEL
+from decbench.options import option
 
 
 @dataclass

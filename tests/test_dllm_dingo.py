@@ -13,10 +13,10 @@ import torch
 
 from decbench.decoders.dllm_confidence import DllmConfidence
 from decbench.decoders.dllm_dingo import DllmDingo
-from decbench.decoders.options import check_options
 from decbench.diffusion.dingo import block_argmax, block_scores
 from decbench.diffusion.token_dfa import build_token_dfa, token_texts
 from decbench.errors import ConfigError
+from decbench.options import check_options
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx
 from tests.dllm_fixtures import EOS, MASK, dllm_runner, prompts
 

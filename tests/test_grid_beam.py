@@ -10,8 +10,8 @@ import torch
 
 from decbench.decoders.beam import BeamSearchDecoder
 from decbench.decoders.grid_beam import GridBeamDecoder, GridBeamOptions, contains
-from decbench.decoders.options import check_options
 from decbench.errors import ConfigError
+from decbench.options import check_options
 from tests.conftest import TINY_VOCAB, make_request, no_models_ctx, runner_for, tiny_llama
 
 PROMPTS = [[2, 3], [5, 9, 11, 4, 7, 30], list(range(2, 40)), [7] * 5]

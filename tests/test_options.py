@@ -1,4 +1,4 @@
-"""Declared option ranges (decbench/decoders/options.py): one mechanism and one message format,
+"""Declared option ranges (decbench/options.py): one mechanism and one message format,
 checked for every registered decoder and every settings table through the profile path a user's
 TOML or --set takes, once on each path."""
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pytest
 
 from decbench import profiles
-from decbench.decoders.options import Range, check_options, declared_ranges, option
 from decbench.decoders.registry import all_decoders
 from decbench.errors import ConfigError
+from decbench.options import Range, check_options, declared_ranges, option
 from decbench.profiles import TABLES, build, load_profile, method_profile
 
 
@@ -216,7 +216,7 @@ def test_a_profile_file_is_named_with_the_key(tmp_path):
     assert str(info.value) == f"{path}: sampling.typical_p must be in (0, 1], got 0.0"
 
 
-# -- one check on each path (where each lives: decoders/options.py) ----------------------------
+# -- one check on each path (where each lives: decbench/options.py) ----------------------------
 @pytest.fixture
 def checks(monkeypatch) -> list[tuple[str, typing.Any]]:
     """Every check_options call of profiles, run and Decoder.__init__, as (table, value)."""

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
-from decbench.decoders.options import declared_ranges
 from decbench.decoders.registry import all_decoders
+from decbench.options import declared_ranges
 
 
 def describe() -> list[dict]:

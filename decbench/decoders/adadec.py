@@ -31,9 +31,9 @@ from decbench.decoders.gated import (
     decode_gated,
     log_probs,
 )
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

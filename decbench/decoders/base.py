@@ -2,7 +2,7 @@
 and the engine; nothing dispatches on method names.
 
 Declaring, not checking: a decoder's `Options` dataclass declares each option's range on the
-field, `k: int = option(4, ge=1)  # draft tokens per step` (decoders/options.py), with rules
+field, `k: int = option(4, ge=1)  # draft tokens per step` (decbench/options.py), with rules
 across fields in a `validate(self)` method. `samples=False` / `argmax=False` say which
 temperatures the method honours and `needs_draft` that a `draft` option names a second model.
 Each is enforced once, before any model loads: the ranges where the profile is read
@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import Constraint
-from decbench.decoders.options import check_options
 from decbench.errors import ConfigError
+from decbench.options import check_options
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings, GenerationSettings, SamplingSettings
 
@@ -99,7 +99,7 @@ class Decoder(ABC):
 
     def __init__(self, target: ModelRunner, options: Any, ctx: DecoderContext) -> None:
         if options is not ctx.checked_options:  # built without a profile (tests, library use)
-            check_options(options)  # declared ranges and validate() (decoders/options.py)
+            check_options(options)  # declared ranges and validate() (decbench/options.py)
         self.target = target
         self.options = options
         self.ctx = ctx

@@ -37,9 +37,9 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.constraints.base import ConstraintState
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import constrain, penalize
 

@@ -34,9 +34,9 @@ from decbench.decoders.gated import (
     decode_gated,
     log_probs,
 )
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import draw, target_distribution
 from decbench.settings import SamplingSettings

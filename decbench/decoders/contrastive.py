@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from decbench.backends.capabilities import HIDDEN_STATES
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
 

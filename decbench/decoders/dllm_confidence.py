@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, static_step
 from decbench.diffusion.runner import DiffusionRunner
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

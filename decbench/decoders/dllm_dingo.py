@@ -37,7 +37,6 @@ import torch
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import Canvas, DiffusionDecode, confidence, most_confident
 from decbench.diffusion.dingo import block_argmax, block_scores
@@ -45,6 +44,7 @@ from decbench.diffusion.runner import DiffusionRunner
 from decbench.diffusion.token_dfa import build_token_dfa, char_dfa, token_texts
 from decbench.errors import ConfigError, RunError
 from decbench.metrics.constraint import search_summary
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.settings import ConstraintSettings
 

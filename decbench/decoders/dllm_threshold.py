@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.diffusion.canvas import DiffusionDecode, above_threshold, confidence
 from decbench.diffusion.runner import CACHE_MODES, DiffusionRunner
 from decbench.errors import ConfigError
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

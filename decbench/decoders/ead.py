@@ -32,10 +32,10 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import load_draft
 from decbench.decoders.state import GenerationState
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import choose, make_generator
 

@@ -35,9 +35,9 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.autoregressive import decode_autoregressive
 from decbench.decoders.base import Decoder, DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.errors import ConfigError
+from decbench.options import option
 from decbench.results import GenerationResult
 
 FFN_NORMS = ("pre_feedforward_layernorm", "post_attention_layernorm")  # the norm before the FFN

@@ -42,11 +42,11 @@ from decbench.backends.capabilities import TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.beam import Hypotheses, run_search
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
 from decbench.metrics.constraint import search_summary
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
 from decbench.settings import ConstraintSettings

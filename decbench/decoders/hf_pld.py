@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decbench.backends.capabilities import TORCH_MODEL
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.hf_common import run_reference
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decbench.backends.capabilities import LLAMA_CPP
 from decbench.decoders.base import Decoder, MethodSpec, Request
 from decbench.decoders.llamacpp_common import open_llama, run_llama_reference
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

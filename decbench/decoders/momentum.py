@@ -35,10 +35,10 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.state import GenerationState
 from decbench.errors import ConfigError
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import penalize
 

@@ -29,11 +29,11 @@ import random
 from dataclasses import dataclass, field
 
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.tree import TreeBuilder
+from decbench.options import option
 
 Pair = tuple[int, int]
 

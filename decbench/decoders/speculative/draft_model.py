@@ -25,11 +25,11 @@ from decbench.backends.capabilities import BACKENDS, TORCH_MODEL
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner, fork_runner
 from decbench.decoders.base import DecoderContext, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
+from decbench.options import option
 from decbench.sampler import draw, greedy_tokens, target_distribution
 
 SCHEDULES = ("constant", "heuristic")

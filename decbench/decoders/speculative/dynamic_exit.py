@@ -28,12 +28,12 @@ import torch
 from decbench.backends.derive import truncated_runner
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.draft_model import DraftModelOptions, DraftModelProposer
 from decbench.decoders.speculative.engine import run_speculative
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

@@ -25,12 +25,12 @@ from decbench.backends import kernels
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, last_row
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
+from decbench.options import option
 
 
 @dataclass

@@ -35,13 +35,13 @@ import torch
 from decbench.backends import kernels
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree, tree_size
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.drafts.eagle import EagleChain, EagleDraft, load_eagle
 from decbench.drafts.stored import check_fits
+from decbench.options import option
 
 
 @dataclass

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import torch
 
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext, SideBranch
 from decbench.decoders.speculative.tree import TreeBuilder
+from decbench.options import option
 
 JACOBI = "jacobi"
 CONTEXT = "context"

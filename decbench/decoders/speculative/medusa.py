@@ -27,7 +27,6 @@ import torch
 from decbench.backends.capabilities import HIDDEN_STATES, TORCH_MODEL
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
@@ -35,6 +34,7 @@ from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerCont
 from decbench.decoders.speculative.typical import typical_rule
 from decbench.drafts.medusa import MedusaHeads, load_heads
 from decbench.drafts.stored import check_fits
+from decbench.options import option
 
 ACCEPTANCE = ("exact", "typical")
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
+from decbench.options import option
 
 
 @dataclass

@@ -31,12 +31,12 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.errors import ConfigError
+from decbench.options import option
 
 RANK_ACCEPT = 0.45  # prior used only to shape the static template
 UNKNOWN = -1  # an adjacency entry never written

@@ -30,13 +30,13 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.draft_model import load_draft
 from decbench.decoders.speculative.multi_draft import DraftTree, TreeDrafter
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
 from decbench.decoders.speculative.rsd import node_distribution, run_rsd
+from decbench.options import option
 from decbench.results import GenerationResult
 
 

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative.engine import PlannedDecoder, RowPlan
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
@@ -35,6 +34,7 @@ from decbench.decoders.speculative.suffix_automaton import (
     SuffixAutomaton,
 )
 from decbench.errors import ConfigError
+from decbench.options import option
 
 DATASTORE_SCHEMA = "decbench/sam-datastore/v1"
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree_size
 from decbench.decoders.speculative.eagle2 import (
@@ -33,6 +32,7 @@ from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerCont
 from decbench.decoders.speculative.sam import load_datastore
 from decbench.decoders.speculative.suffix_automaton import StaticAutomaton, StreamMatcher
 from decbench.drafts.eagle import EagleChain
+from decbench.options import option
 
 
 @dataclass

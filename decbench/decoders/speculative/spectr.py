@@ -28,7 +28,6 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.decoders.base import Decoder, MethodSpec, Request
-from decbench.decoders.options import option
 from decbench.decoders.registry import register_decoder
 from decbench.decoders.speculative import tree
 from decbench.decoders.speculative.draft_model import load_draft
@@ -40,6 +39,7 @@ from decbench.decoders.speculative.multi_draft import (
     node_contexts,
 )
 from decbench.decoders.speculative.proposer import Draft, Feedback, ProposerContext
+from decbench.options import option
 from decbench.results import GenerationResult
 from decbench.sampler import draw, greedy_tokens
 

@@ -1,4 +1,6 @@
-"""Declared option ranges: the one way a decoder's Options dataclass says what values it takes.
+"""Declared option ranges: the one way a decoder's Options dataclass, and each settings table of a
+profile (decbench/settings.py), says what values it takes. It lives outside decbench/decoders so
+that the settings can use it without importing the decoders.
 
 A field declares its range where it is defined, beside its default and its comment:
 
