@@ -333,6 +333,40 @@ def test_more_prompts_reuse_the_whole_batches_of_a_cached_prefix(
     assert grown == fresh
 
 
+def test_an_interrupted_generation_continues_from_its_partial_file(
+    tiny_folder, tmp_path, monkeypatch
+):
+    """Each finished batch is on disk at once: a run stopped in its third batch keeps the first
+    two, and the rerun generates only the rest, ending with the same file as a fresh run."""
+    from decbench.train import data
+
+    folder, prompts = tiny_folder
+    target = load(folder)
+    _, texts = data.read_prompts(str(prompts), 12)
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "fresh"))
+    fresh_path, fresh = data.make_data(target, str(folder), texts, 8, batch=4)
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "stopped"))
+    generate, batches = data.continue_greedy, []
+
+    def stopping(runner, chunk, n):
+        batches.append(len(chunk))
+        if len(batches) == 3:
+            raise KeyboardInterrupt
+        return generate(runner, chunk, n)
+
+    monkeypatch.setattr(data, "continue_greedy", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        data.make_data(target, str(folder), texts, 8, batch=4)
+    batches.clear()
+    monkeypatch.setattr(
+        data, "continue_greedy", lambda r, c, n: batches.append(0) or generate(r, c, n)
+    )
+    path, resumed = data.make_data(target, str(folder), texts, 8, batch=4)
+    assert batches == [0]  # only [8:12] was generated again
+    assert resumed == fresh and path.read_text() == fresh_path.read_text()
+    assert not list(path.parent.glob("*.partial"))
+
+
 def test_varied_prompts_hold_no_suite_text_and_mix_their_kinds():
     """`--prompts varied` builds on real stdlib text; none of a suite's passages or code (any
     paragraph of 60+ characters) may appear in it, and any stretch of the list mixes kinds."""

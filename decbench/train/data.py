@@ -121,25 +121,42 @@ def make_data(
 ) -> tuple[Path, list[Sequence]]:
     """Generate (or reuse) the continuations; returns the cache file and the sequences. The
     whole batches of a cached run on a prefix of `prompts` are reused: batches start at the same
-    prompts as in a fresh run, so the file is the same either way."""
+    prompts as in a fresh run, so the file is the same either way. Each finished batch is also
+    appended to a `.partial` file, so an interrupted run continues where it stopped."""
     folder = cache_root() / "distill-data"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cache_key(target_name, prompts, max_new_tokens)}.jsonl"
     if path.is_file():
         return path, load_data(path)
-    sequences = cached_prefix(folder, target_name, prompts, max_new_tokens, batch)
+    partial = path.with_suffix(".partial")
+    sequences = load_data(partial) if partial.is_file() else []
+    sequences = sequences[: len(sequences) - len(sequences) % batch]  # whole batches only
+    if not sequences:
+        sequences = cached_prefix(folder, target_name, prompts, max_new_tokens, batch)
+    write_data(partial, sequences)
     encoded = [encode(runner, p) for p in prompts]
     for start in range(len(sequences), len(encoded), batch):
         chunk = encoded[start : start + batch]
-        for prompt_ids, more in zip(
-            chunk, continue_greedy(runner, chunk, max_new_tokens), strict=True
-        ):
-            sequences.append(Sequence(len(prompt_ids), prompt_ids + more))
+        done = [
+            Sequence(len(prompt_ids), prompt_ids + more)
+            for prompt_ids, more in zip(
+                chunk, continue_greedy(runner, chunk, max_new_tokens), strict=True
+            )
+        ]
+        with partial.open("a") as f:
+            f.write("".join(json.dumps(s.__dict__) + "\n" for s in done))
+        sequences += done
         on_progress(len(sequences), len(prompts))
+    write_data(path, sequences)
+    partial.unlink()
+    return path, sequences
+
+
+def write_data(path: Path, sequences: list[Sequence]) -> None:
+    """Write `sequences` to `path` atomically (JSONL, one sequence a line)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(s.__dict__) + "\n" for s in sequences))
     os.replace(tmp, path)
-    return path, sequences
 
 
 def cached_prefix(
