@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from decbench.cli.batch_render import crossover_text
-from decbench.compare import RunStore, make_plan, run_compare
-from decbench.compare.batching import run_batch_compare
+from decbench.compare import CompareSummary, RunStore, make_plan, run_compare
+from decbench.compare.batching import Crossover, run_batch_compare
 from decbench.compare.plot import plot_batch_curve
 from decbench.compare.store import write_atomic
 from decbench.environment import environment
@@ -120,70 +120,74 @@ def run_batch_curve(entry: dict[str, Any], plan_dir: Path, folder: Path) -> dict
     start = time.perf_counter()
     summary = run_batch_compare(plan, sorted(set(entry["batch_sizes"])), say)
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / "summary.json", summary)
+    write_atomic(folder / "summary.json", summary.to_json())
     try:
         plot_batch_curve(summary, folder / "curve.png")
     except ConfigError as e:  # matplotlib is an optional extra
         say(f"  no curve plot: {e}")
     rows = {}
-    for profile in summary["profiles"]:
-        label = profile["label"]
-        per_size = summary["results"][label]
-        rows[label] = {
-            "method": profile["method"],
-            "tokens_per_s": {b: e["tokens_per_s"] for b, e in per_size.items()},
+    for profile in summary.profiles:
+        per_size = {str(b): point for b, point in summary.results[profile.label].items()}
+        cross = summary.crossover.get(profile.label)
+        rows[profile.label] = {
+            "method": profile.method,
+            "tokens_per_s": {b: p.tokens_per_s for b, p in per_size.items()},
             "speedup_median": {
-                b: e["speedup"]["median"] if e["speedup"] else None for b, e in per_size.items()
+                b: p.speedup.median if p.speedup else None for b, p in per_size.items()
             },
-            "identical_to_batch1": {b: e["identical_to_batch1"] for b, e in per_size.items()},
-            "crossover": summary["crossover"].get(label),
+            "identical_to_batch1": {b: p.identical_to_batch1 for b, p in per_size.items()},
+            "crossover": cross.to_json() if cross else None,
         }
     return {
         "name": entry["name"],
         "about": entry.get("about", ""),
-        "baseline": summary["baseline"],
-        "suite": summary["suite"]["name"],
-        "prompts": summary["suite"]["count"],
+        "baseline": summary.baseline,
+        "suite": summary.suite.name,
+        "prompts": summary.suite.count,
         "max_new_tokens": entry["max_new_tokens"],
-        "repeat": summary["repeat"],
-        "batch_sizes": summary["batch_sizes"],
+        "repeat": summary.repeat,
+        "batch_sizes": summary.batch_sizes,
         "wall_s": time.perf_counter() - start,
         "summary": str(folder / "summary.json"),
         "profiles": rows,
     }
 
 
-def headline(entry: dict[str, Any], summary: dict[str, Any], seconds: float, folder: Path) -> dict:
+def headline(
+    entry: dict[str, Any], summary: CompareSummary, seconds: float, folder: Path
+) -> dict[str, Any]:
+    """The bench index entry (decbench/bench/v1) of one comparison."""
     rows = {}
-    for profile in summary["profiles"]:
-        m = summary["results"][profile["label"]]["overall"]
-        rows[profile["label"]] = {
-            "method": profile["method"],
-            "speedup_median": m["speedup"]["median"] if m["speedup"] else None,
-            "speedup_min": m["speedup"]["min"] if m["speedup"] else None,
-            "speedup_max": m["speedup"]["max"] if m["speedup"] else None,
-            "exact_match": m["exact_match"]["rate"] if m["exact_match"] else None,
-            "first_divergence": m["exact_match"]["first_divergence"]["min"]
-            if m["exact_match"]
-            else None,
-            "tokens_per_s_median": m["tokens_per_s"]["median"] if m["tokens_per_s"] else None,
-            "mat": m["mat"],
-            "acceptance_rate": m["acceptance_rate"],
-            "constraint": m.get("constraint") or None,  # satisfied, mask ms/step and share, pruned
+    for profile in summary.profiles:
+        result = summary.results[profile.label]
+        m = result.overall
+        speedup, match = m.speedup, m.exact_match
+        rows[profile.label] = {
+            "method": profile.method,
+            "speedup_median": speedup.median if speedup else None,
+            "speedup_min": speedup.min if speedup else None,
+            "speedup_max": speedup.max if speedup else None,
+            "exact_match": match.rate if match else None,
+            "first_divergence": match.first_divergence.min if match else None,
+            "tokens_per_s_median": m.tokens_per_s.median if m.tokens_per_s else None,
+            "mat": m.mat,
+            "acceptance_rate": m.acceptance_rate,
+            # satisfied, mask ms/step and share, pruned
+            "constraint": m.constraint.to_json() if m.constraint else None,
             "by_category": {
-                category: (c["speedup"] or {}).get("median")
-                for category, c in summary["results"][profile["label"]]["categories"].items()
+                category: c.speedup.median if c.speedup else None
+                for category, c in result.categories.items()
             },
         }
     result = {
         "name": entry["name"],
         "about": entry.get("about", ""),
-        "baseline": summary["baseline"],
-        "suite": summary["suite"]["name"],
-        "prompts": summary["suite"]["count"],
-        "max_new_tokens": summary["profiles"][0]["generation"]["max_new_tokens"],
-        "repeat": summary["repeat"],
-        "complete": summary["complete"],
+        "baseline": summary.baseline,
+        "suite": summary.suite.name,
+        "prompts": summary.suite.count,
+        "max_new_tokens": summary.profiles[0].generation["max_new_tokens"],
+        "repeat": summary.repeat,
+        "complete": summary.complete,
         "wall_s": seconds,
         "summary": str(folder / "summary.json"),
         "profiles": rows,
@@ -220,8 +224,8 @@ def print_curve(r: dict[str, Any]) -> None:
         same = min((v for v in row["identical_to_batch1"].values() if v is not None), default=None)
         exact = "" if same is None else f"{same:.0%}"
         print(f"  {label:<14}" + "".join(f"{c:>18}" for c in cells) + f"  {exact:>9}")
-        cross = row["crossover"]
-        if cross:
+        if row["crossover"]:
+            cross = Crossover.from_json(row["crossover"])
             print(f"  {'':<14}{crossover_text(cross, r['baseline'])}")
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from decbench.compare.summary import read_summary
+
 COMPARE = ["compare", "greedy", "pld", "recycling", "--suite", "spec-bench-mini", "--limit", "1"]
 
 
@@ -28,11 +30,11 @@ def run(command: list[str]) -> float:
 
 
 def speedups(folder: Path) -> dict[str, float | None]:
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary = read_summary(folder)
     out = {}
-    for profile in summary["profiles"]:
-        stats = summary["results"][profile["label"]]["overall"]["speedup"]
-        out[profile["label"]] = stats["median"] if stats else None
+    for label in summary.labels:
+        stats = summary.overall(label).speedup
+        out[label] = stats.median if stats else None
     return out
 
 

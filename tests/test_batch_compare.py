@@ -43,19 +43,19 @@ def test_parse_batch_sizes():
 
 def test_batch_compare_reports_every_method_and_size(tiny_contenders):
     summary = run_batch_compare(plan_of(tiny_contenders, 1), [1, 2], contenders=tiny_contenders)
-    assert summary["schema"] == SCHEMA_BATCH and summary["batch_sizes"] == [1, 2]
-    json.dumps(summary)  # plain data
+    assert summary.schema == SCHEMA_BATCH and summary.batch_sizes == [1, 2]
+    json.dumps(summary.to_json())  # plain data
     for label in ("greedy", "pld", "recycling"):
-        for size, groups in (("1", 3), ("2", 2)):  # 3 prompts: groups of 2 are [a-1 a-2] [b-1]
-            entry = summary["results"][label][size]
-            assert entry["groups"] == groups and entry["requests"] == 3
-            assert entry["tokens_per_s"] > 0 and entry["latency_s"]["n"] == 3
-            assert entry["identical_to_batch1"] == 1.0 and entry["identical_to_baseline"] == 1.0
-            assert entry["divergences"] == []
-            assert (entry["speedup"] is None) == (label == "greedy")
-    assert set(summary["crossover"]) == {"pld", "recycling"}
-    batch2 = [r for r in summary["runs"] if r["batch_size"] == 2 and r["label"] == "pld"]
-    assert [r["samples"] for r in batch2] == [[0, 1], [2]]
+        for size, groups in ((1, 3), (2, 2)):  # 3 prompts: groups of 2 are [a-1 a-2] [b-1]
+            entry = summary.results[label][size]
+            assert entry.groups == groups and entry.requests == 3
+            assert entry.tokens_per_s > 0 and entry.latency_s.n == 3
+            assert entry.identical_to_batch1 == 1.0 and entry.identical_to_baseline == 1.0
+            assert entry.divergences == []
+            assert (entry.speedup is None) == (label == "greedy")
+    assert set(summary.crossover) == {"pld", "recycling"}
+    batch2 = [r for r in summary.runs if r.batch_size == 2 and r.label == "pld"]
+    assert [r.samples for r in batch2] == [[0, 1], [2]]
 
 
 def test_a_divergence_from_batch_1_is_reported_with_its_margin(tiny_contenders, monkeypatch):
@@ -70,18 +70,18 @@ def test_a_divergence_from_batch_1_is_reported_with_its_margin(tiny_contenders, 
 
     monkeypatch.setattr(type(decoder), "generate_batch", wrong)
     summary = run_batch_compare(plan_of(tiny_contenders), [2], contenders=tiny_contenders)
-    entry = summary["results"]["pld"]["2"]
-    assert entry["identical_to_batch1"] == pytest.approx(2 / 3)
-    (found,) = entry["divergences"]
-    assert found["position"] == 3 and found["sample_id"] == "a-1"
-    assert found["margin"] > 0 and not found["near_tie"]
+    entry = summary.results["pld"][2]
+    assert entry.identical_to_batch1 == pytest.approx(2 / 3)
+    (found,) = entry.divergences
+    assert found.position == 3 and found.sample_id == "a-1"
+    assert found.margin > 0 and not found.near_tie
 
 
 def test_crossover():
     cross = crossover_of([(1, 1.5), (2, 1.2), (4, 0.8), (8, 0.6)])
-    assert cross["pays_up_to"] == 2 and cross["below_1_at"] == 4
-    assert 2 < cross["estimate"] < 4  # 1.2 -> 0.8 crosses halfway in log2: B = 2 ** 1.5
-    assert cross["estimate"] == pytest.approx(2**1.5, abs=0.01)
+    assert cross.pays_up_to == 2 and cross.below_1_at == 4
+    assert 2 < cross.estimate < 4  # 1.2 -> 0.8 crosses halfway in log2: B = 2 ** 1.5
+    assert cross.estimate == pytest.approx(2**1.5, abs=0.01)
 
 
 def test_curve_plot(tiny_contenders, tmp_path):
@@ -149,10 +149,12 @@ def crossover_of(ratios):
     for size, ratio in ratios:
         for label, tps in (("greedy", 10.0), ("x", 10.0 * ratio)):
             runs.append(
-                {"label": label, "batch_size": size, "group": 0, "repeat": 0, "tokens": 1,
-                 "wall_s": 1 / tps, "tokens_per_s": tps, "latency_s": [1.0], "mat": 1.0, "steps": 1,
-                 "identical_to_batch1": [True], "identical_to_baseline": [True],
-                 "divergences": []}
+                batching_mod.GroupRun(
+                    label=label, batch_size=size, group=0, repeat=0, samples=[0], wall_s=1 / tps,
+                    tokens=1, tokens_per_s=tps, latency_s=[1.0], token_ids=[[5]], steps=1,
+                    mat=1.0, finish_reasons=["length"], identical_to_batch1=[True],
+                    identical_to_baseline=[True],
+                )
             )  # fmt: skip
     return batching_mod.crossover(runs, "x", "greedy", [s for s, _ in ratios])
 
@@ -160,6 +162,6 @@ def crossover_of(ratios):
 def test_crossover_of_a_curve_that_is_not_monotonic():
     """Below 1.0 at B = 1, above at B = 2 (seen on a CPU): it pays at 2, crosses after it."""
     cross = crossover_of([(1, 0.9), (2, 1.2), (4, 0.8)])
-    assert cross["pays_at"] == [2] and cross["pays_up_to"] == 2 and cross["below_1_at"] == 4
-    assert crossover_of([(1, 0.9), (2, 0.8)])["pays_up_to"] is None
-    assert crossover_of([(1, 1.1), (2, 1.3)])["below_1_at"] is None
+    assert cross.pays_at == [2] and cross.pays_up_to == 2 and cross.below_1_at == 4
+    assert crossover_of([(1, 0.9), (2, 0.8)]).pays_up_to is None
+    assert crossover_of([(1, 1.1), (2, 1.3)]).below_1_at is None

@@ -66,8 +66,8 @@ def rec(
 
 def test_spread():
     s = spread([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert (s["median"], s["min"], s["max"], s["n"]) == (3.0, 1.0, 100.0, 5)
-    assert (s["q1"], s["q3"]) == (2.0, 4.0)
+    assert (s.median, s.min, s.max, s.n) == (3.0, 1.0, 100.0, 5)
+    assert (s.q1, s.q3) == (2.0, 4.0)
     assert spread([]) is None
 
 
@@ -105,10 +105,10 @@ def test_exact_match_and_first_divergence():
         rec("m", "s3", 0, 3, 1.0, ids=[1, 2, 3]),  # stopped early: diverges at its length
     ]
     match = exact_match(method, base)
-    assert match["rate"] == pytest.approx(1 / 3)
-    assert (match["matched"], match["pairs"]) == (1, 3)
-    assert match["first_divergence"]["min"] == 2
-    assert [d["index"] for d in match["first_divergence"]["diverged"]] == [2, 3]
+    assert match.rate == pytest.approx(1 / 3)
+    assert (match.matched, match.pairs) == (1, 3)
+    assert match.first_divergence.min == 2
+    assert [d.index for d in match.first_divergence.diverged] == [2, 3]
 
 
 def test_multi_turn_divergence_counts_over_all_turns():
@@ -116,7 +116,7 @@ def test_multi_turn_divergence_counts_over_all_turns():
     b["token_ids"] = [[1, 2], [3, 4]]
     m = rec("m", "s", 0, 4, 1.0)
     m["token_ids"] = [[1, 2], [3, 7]]
-    assert exact_match([m], {("s", 0): b})["first_divergence"]["min"] == 3
+    assert exact_match([m], {("s", 0): b}).first_divergence.min == 3
 
 
 def test_aggregate_per_category_and_overall():
@@ -127,17 +127,17 @@ def test_aggregate_per_category_and_overall():
         rec("m", "y1", 0, 10, 1.0, category="y", steps=10, drafted=4, accepted=0),
     ]
     results = aggregate(records, ["b", "m"], "b", ["x", "y"])
-    assert results["b"]["overall"]["speedup"] is None
-    assert results["b"]["overall"]["exact_match"] is None
+    assert results["b"].overall.speedup is None
+    assert results["b"].overall.exact_match is None
     m = results["m"]
-    assert m["categories"]["x"]["speedup"]["median"] == 2.0
-    assert m["categories"]["y"]["speedup"]["median"] == 1.0
-    assert m["overall"]["speedup"]["median"] == 1.5
-    assert m["categories"]["x"]["mat"] == 2.5  # 10 tokens in 4 steps
-    assert m["overall"]["mat"] == pytest.approx(20 / 14)
-    assert m["overall"]["acceptance_rate"] == pytest.approx(6 / 16)
-    assert m["overall"]["exact_match"]["rate"] == 1.0
-    assert m["overall"]["tokens_per_s"]["median"] == 15.0
+    assert m.categories["x"].speedup.median == 2.0
+    assert m.categories["y"].speedup.median == 1.0
+    assert m.overall.speedup.median == 1.5
+    assert m.categories["x"].mat == 2.5  # 10 tokens in 4 steps
+    assert m.overall.mat == pytest.approx(20 / 14)
+    assert m.overall.acceptance_rate == pytest.approx(6 / 16)
+    assert m.overall.exact_match.rate == 1.0
+    assert m.overall.tokens_per_s.median == 15.0
 
 
 def test_forwards_per_token_are_pooled_per_category_and_overall():
@@ -150,23 +150,23 @@ def test_forwards_per_token_are_pooled_per_category_and_overall():
     records[2]["new_tokens"] = [5, 3]  # two turns: forwards and tokens sum over both
     records[2]["forward_calls"] = [1, 1]
     results = aggregate(records, ["m"], "m", ["x", "y", "z", "empty"])["m"]
-    x = results["categories"]["x"]
+    x = results.categories["x"]
     # pooled: 20 forwards / 40 tokens, not the mean of the per-record ratios (1 + 1/3) / 2
-    assert (x["forward_calls"], x["forward_calls_per_token"]) == (20, 0.5)
-    assert results["categories"]["y"]["forward_calls_per_token"] == 0.25
-    assert results["categories"]["z"]["forward_calls_per_token"] is None  # 0 / 0
-    assert results["categories"]["empty"]["forward_calls"] == 0
-    assert results["categories"]["empty"]["forward_calls_per_token"] is None
-    overall = results["overall"]
-    assert (overall["forward_calls"], overall["tokens"]) == (22, 48)
-    assert overall["forward_calls_per_token"] == 22 / 48
+    assert (x.forward_calls, x.forward_calls_per_token) == (20, 0.5)
+    assert results.categories["y"].forward_calls_per_token == 0.25
+    assert results.categories["z"].forward_calls_per_token is None  # 0 / 0
+    assert results.categories["empty"].forward_calls == 0
+    assert results.categories["empty"].forward_calls_per_token is None
+    overall = results.overall
+    assert (overall.forward_calls, overall.tokens) == (22, 48)
+    assert overall.forward_calls_per_token == 22 / 48
 
 
 def test_records_without_forward_calls_give_no_ratio():
     old = rec("m", "x1", 0, 10, 1.0)
     del old["forward_calls"]  # written before decbench counted forwards
-    metrics = aggregate([old, rec("m", "x2", 0, 10, 1.0)], ["m"], "m", ["c"])["m"]["overall"]
-    assert metrics["forward_calls"] is None and metrics["forward_calls_per_token"] is None
+    metrics = aggregate([old, rec("m", "x2", 0, 10, 1.0)], ["m"], "m", ["c"])["m"].overall
+    assert metrics.forward_calls is None and metrics.forward_calls_per_token is None
 
 
 # -- planning -------------------------------------------------------------------------------------
@@ -234,9 +234,9 @@ def test_interleaved_records_with_spec_bench_fields(tiny_contenders):
         assert r["stats"]["emitted"] == sum(r["new_tokens"])
         json.dumps(r)  # plain data
     # greedy is lossless for PLD: every pair identical
-    assert summary["results"]["pld"]["overall"]["exact_match"]["rate"] == 1.0
-    assert summary["results"]["pld"]["overall"]["speedup"]["n"] == 6
-    assert summary["complete"] is True
+    assert summary.overall("pld").exact_match.rate == 1.0
+    assert summary.overall("pld").speedup.n == 6
+    assert summary.complete is True
 
 
 def test_forward_calls_count_target_forwards_with_prefill():
@@ -254,15 +254,15 @@ def test_forward_calls_count_target_forwards_with_prefill():
             assert r["forward_calls"] == r["new_tokens"]
         else:  # the prefill is the first step, then one verifying target forward per step
             assert r["forward_calls"] == r["decoding_steps"]
-    results = summary["results"]
+    results = summary.results
     for group in ("copy", "chat"):
-        assert results["greedy"]["categories"][group]["forward_calls_per_token"] == 1.0
-    assert results["greedy"]["overall"]["forward_calls_per_token"] == 1.0
+        assert results["greedy"].categories[group].forward_calls_per_token == 1.0
+    assert results["greedy"].overall.forward_calls_per_token == 1.0
     for label in ("pld", "speculative"):
-        overall = results[label]["overall"]
-        assert overall["forward_calls"] == overall["steps"]
-        assert overall["forward_calls_per_token"] == pytest.approx(1 / overall["mat"])
-        assert overall["forward_calls_per_token"] < 1.0
+        overall = results[label].overall
+        assert overall.forward_calls == overall.steps
+        assert overall.forward_calls_per_token == pytest.approx(1 / overall.mat)
+        assert overall.forward_calls_per_token < 1.0
 
 
 @pytest.mark.parametrize("method", ["dllm-confidence", "dllm-freedave"])
@@ -291,7 +291,7 @@ def test_table_shows_forwards_per_token(tiny_contenders):
     assert "fwd/tok" in text
     greedy_rows = [line for line in text.splitlines() if " greedy " in f" {line} "]
     assert greedy_rows and all(" 1.00 " in f"{line} " for line in greedy_rows)
-    pld = summary["results"]["pld"]["overall"]["forward_calls_per_token"]
+    pld = summary.overall("pld").forward_calls_per_token
     assert f"{pld:.2f}" in text
 
 
@@ -439,7 +439,7 @@ ENVIRONMENT_KEYS = {
 def test_summary_schema(tiny_contenders):
     plan = tiny_plan(tiny_contenders)
     summary, records = run_compare(plan, contenders=tiny_contenders)
-    summary = json.loads(json.dumps(summary))
+    summary = json.loads(json.dumps(summary.to_json()))
     assert set(summary) == SUMMARY_KEYS
     assert summary["schema"] == SCHEMA_COMPARE
     assert set(summary["environment"]) >= ENVIRONMENT_KEYS
@@ -460,10 +460,10 @@ def test_summary_schema(tiny_contenders):
     assert set(speed) == {"median", "q1", "q3", "min", "max", "n"}
     # the summary is a pure function of plan and records (so records from several processes merge)
     again = summarize(plan, list(reversed(records)))
-    assert again["results"] == summary["results"]
+    assert again.to_json()["results"] == summary["results"]
     # --baseline can be changed afterwards
     swapped = summarize(plan, records, baseline="pld")
-    assert swapped["results"]["greedy"]["overall"]["speedup"] is not None
+    assert swapped.overall("greedy").speedup is not None
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

@@ -300,11 +300,11 @@ def test_compare_pools_constraint_metrics_over_turns():
         {"constraint": [{**turn, "satisfied": False}], "decoding_steps": [10], "wall_time": [1.0]},
     ]
     m = constraint_metrics(records)
-    assert m["satisfied"] == 0.5 and m["outputs"] == 2
-    assert m["mask_ms_per_step"] == pytest.approx(0.2)  # 4 ms over 20 steps
-    assert m["mask_share"] == pytest.approx(0.002)  # 4 ms of 2 s
-    assert m["pruned_share"] == pytest.approx(0.25)
-    assert constraint_metrics([{"constraint": [{}], "decoding_steps": [3]}]) == {}
+    assert m.satisfied == 0.5 and m.outputs == 2
+    assert m.mask_ms_per_step == pytest.approx(0.2)  # 4 ms over 20 steps
+    assert m.mask_share == pytest.approx(0.002)  # 4 ms of 2 s
+    assert m.pruned_share == pytest.approx(0.25)
+    assert constraint_metrics([{"constraint": [{}], "decoding_steps": [3]}]) is None
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -55,8 +55,8 @@ def test_a_real_divergence_is_not_a_near_tie():
             assert abs(d["gap"] - expected) < 1e-4
         assert d["gap"] >= d["margin"] - 1e-6 > 0
         assert d["near_tie"] is False
-    first = summary["results"]["greedy-2"]["overall"]["exact_match"]["first_divergence"]
-    assert first["not_near_ties"] == len(others) and first["near_ties"] == 0
+    first = summary.overall("greedy-2").exact_match.first_divergence
+    assert first.not_near_ties == len(others) and first.near_ties == 0
     line = divergences(summary).plain
     assert line.startswith(f"greedy-2: {len(others)} divergences: 0 near-ties")
     assert "logit gap" in line
@@ -86,15 +86,13 @@ def test_identical_runs_and_sampled_runs_get_no_diagnosis():
 
 
 def test_all_near_ties_line():
-    first = {
-        "diverged": [{"sample_id": "a", "index": 3, "near_tie": True}] * 3,
-        "near_ties": 3,
-        "not_near_ties": 0,
-        "unjudged": 0,
-        "near_tie_threshold": 1e-3,
-    }
-    summary = {
-        "profiles": [{"label": "pld"}],
-        "results": {"pld": {"overall": {"exact_match": {"first_divergence": first}}}},
-    }
+    from decbench.compare.stats import DivergedPair, ExactMatch, first_divergences
+    from tests.records import compare_summary, group_metrics
+
+    tie = dv.Divergence(0, 3, 3, 5, 6, 0.0, 0.0, near_tie=True, against="greedy")
+    first = first_divergences([DivergedPair("a", 0, 3, tie)] * 3, [3, 3, 3])
+    match = ExactMatch(rate=0.0, matched=0, pairs=3, first_divergence=first)
+    summary = compare_summary(
+        {"greedy": ("greedy", group_metrics()), "pld": ("pld", group_metrics(exact_match=match))}
+    )
     assert divergences(summary).plain == "pld: 3 divergences, all near-ties (margin < 0.001)"

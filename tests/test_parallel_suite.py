@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from decbench.compare.summary import CompareSummary
 from decbench.compare.sweep import Sweep, expand, parse_sweep, variants
 from decbench.errors import ConfigError
 from decbench.metrics.quality import exact_answer, normalize_answer, quality_report
@@ -118,23 +119,20 @@ def test_sweeps_expand_the_profiles_that_have_the_key():
     ]
 
 
-def tradeoff_summary() -> dict:
+def tradeoff_summary() -> CompareSummary:
+    from decbench.compare.stats import TextQuality
+    from tests.records import compare_summary, group_metrics
+
     def result(forwards, accuracy):
-        overall = {"forward_calls_per_token": forwards, "quality": {"exact_answer": accuracy}}
-        return {"overall": overall, "categories": {}}
+        quality = TextQuality(exact_answer=accuracy)
+        return group_metrics(forward_calls_per_token=forwards, quality=quality)
 
     labels = {
         "greedy": ("greedy", 1.0, 0.6),
         "dllm-threshold[threshold=0.5]": ("dllm-threshold", 0.4, 0.3),
         "dllm-threshold[threshold=0.9]": ("dllm-threshold", 0.8, 0.5),
     }
-    return {
-        "profiles": [{"label": k, "method": m} for k, (m, _, _) in labels.items()],
-        "results": {k: result(f, a) for k, (_, f, a) in labels.items()},
-        "suite": {"name": "parallel", "count": 32, "categories": ["parallel"]},
-        "environment": {"model": "m", "device": "cpu", "dtype": "float32"},
-        "baseline": "greedy",
-    }
+    return compare_summary({k: (m, result(f, a)) for k, (m, f, a) in labels.items()})
 
 
 def test_the_tradeoff_plot_is_drawn_when_the_suite_has_answers(tmp_path):
@@ -149,8 +147,8 @@ def test_the_tradeoff_plot_is_drawn_when_the_suite_has_answers(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match=r"use a \.png"):
         plot.plot_tradeoff(summary, tmp_path / "dllm.bmp")
-    for label in summary["results"]:
-        summary["results"][label]["overall"]["quality"] = {}
+    for result in summary.results.values():
+        result.overall.quality = None
     with pytest.raises(ConfigError, match="exact-answer"):
         plot.plot_tradeoff(summary, tmp_path / "none.png")
 
@@ -165,5 +163,5 @@ def test_answer_agreement_with_greedy_compares_normalised_first_lines():
 
     greedy = {("s1", 0): record("s1", [1, 2], "Paris."), ("s2", 0): record("s2", [5], "42")}
     method = [record("s1", [1, 3], "paris\nmore"), record("s2", [6], "41")]
-    agreement = text_quality(method, greedy)["agreement_with_greedy"]
-    assert agreement["answer_agreement"] == 0.5 and agreement["identical"] == 0.0
+    agreement = text_quality(method, greedy).agreement_with_greedy
+    assert agreement.answer_agreement == 0.5 and agreement.identical == 0.0

@@ -181,16 +181,16 @@ def test_compare_reports_quality_per_method():
             assert turn["length"] == len(ids)
             assert turn["rep_2"] == rep_n(ids, 2)
             assert turn["coherence"] < 0
-    greedy = summary["results"]["greedy"]["overall"]["quality"]
-    momentum = summary["results"]["momentum"]["overall"]["quality"]
+    greedy = summary.overall("greedy").quality
+    momentum = summary.overall("momentum").quality
     turns = [t for r in records if r["profile"] == "greedy" for t in r["quality"]]
-    assert greedy["rep_2"] == pytest.approx(sum(t["rep_2"] for t in turns) / len(turns))
-    assert "agreement_with_greedy" not in greedy  # greedy is lossless: nothing to agree with
-    agreement_ = momentum["agreement_with_greedy"]
-    assert agreement_["pairs"] == 3
-    assert 0.0 <= agreement_["match_fraction"] <= 1.0
-    assert greedy["rep_2"] > momentum["rep_2"]  # the tiny model loops; momentum breaks loops
-    assert 0 < momentum["corpus_distinct_2"] <= 1
+    assert greedy.rep_2 == pytest.approx(sum(t["rep_2"] for t in turns) / len(turns))
+    assert greedy.agreement_with_greedy is None  # greedy is lossless: nothing to agree with
+    agreement_ = momentum.agreement_with_greedy
+    assert agreement_.pairs == 3
+    assert 0.0 <= agreement_.match_fraction <= 1.0
+    assert greedy.rep_2 > momentum.rep_2  # the tiny model loops; momentum breaks loops
+    assert 0 < momentum.corpus_distinct_2 <= 1
     # the human view: one row per profile, at 80 columns
     from rich.console import Console
 
@@ -199,7 +199,7 @@ def test_compare_reports_quality_per_method():
     console = Console(width=80, record=True)
     console.print(quality_table(summary))
     text = console.export_text()
-    assert "rep-2" in text and "momentum" in text and f"{greedy['rep_2']:.1f}" in text
+    assert "rep-2" in text and "momentum" in text and f"{greedy.rep_2:.1f}" in text
 
 
 def test_text_quality_on_hand_made_records():
@@ -219,16 +219,16 @@ def test_text_quality_on_hand_made_records():
     greedy = {("s1", 0): record("s1", [1, 2, 1, 2]), ("s2", 0): record("s2", [5, 6, 7])}
     method = [record("s1", [1, 2, 3, 4]), record("s2", [5, 6, 7])]
     q = text_quality(method, greedy)
-    assert q["rep_2"] == 0.0
-    assert q["length"] == 3.5
-    assert q["corpus_distinct_1"] == pytest.approx(7 / 7)
-    assert q["agreement_with_greedy"] == {
+    assert q.rep_2 == 0.0
+    assert q.length == 3.5
+    assert q.corpus_distinct_1 == pytest.approx(7 / 7)
+    assert q.agreement_with_greedy.to_json() == {
         "pairs": 2,
         "identical": 0.5,
         "match_fraction": pytest.approx((0.5 + 1.0) / 2),
         "first_divergence_median": 2.0,
     }
-    assert text_quality([{"sample_id": "s", "repeat": 0, "token_ids": [[1]]}], None) == {}
+    assert text_quality([{"sample_id": "s", "repeat": 0, "token_ids": [[1]]}], None) is None
 
 
 def test_open_ended_suite():

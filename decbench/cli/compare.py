@@ -21,8 +21,20 @@ from decbench.cli.compare_render import (
 )
 from decbench.cli.output import Mode, Output
 from decbench.cli.progress import ProgressDisplay
-from decbench.compare import RunStore, check_same_plan, make_plan, run_compare, summarize
-from decbench.compare.batching import check_batch_plan, parse_batch_sizes, run_batch_compare
+from decbench.compare import (
+    CompareSummary,
+    RunStore,
+    check_same_plan,
+    make_plan,
+    run_compare,
+    summarize,
+)
+from decbench.compare.batching import (
+    BatchSummary,
+    check_batch_plan,
+    parse_batch_sizes,
+    run_batch_compare,
+)
 from decbench.compare.plot import plot_batch_curve, plot_summary
 from decbench.compare.shard import Ranks, merge_folders, parse_shard, resume_store, run_sharded
 from decbench.compare.store import read_plan
@@ -65,6 +77,8 @@ apply to every profile. With --batch-size the prompts run in groups of B as ragg
 tokens/s, per-request latency and speedup against the baseline at the same B, and whether every
 output equals the method's batch-1 output (first divergence and logit margin where not).
 """
+
+Summary = CompareSummary | BatchSummary
 
 MethodsOpt = Annotated[
     list[str] | None,
@@ -250,9 +264,9 @@ def compare(
 
 def _plot_and_json(
     out: Output,
-    summary: dict[str, Any],
+    summary: Summary,
     plot: Path | None,
-    draw: Callable[[dict[str, Any], Path], Path],
+    draw: Callable[[Any, Path], Path],
     json_out: bool,
 ) -> bool:
     """Draw --plot, and print the summary with --json; True when nothing more is to be shown."""
@@ -260,7 +274,7 @@ def _plot_and_json(
         draw(summary, plot)
         out.info(f"plot: {plot}")
     if json_out:
-        out.data(summary)
+        out.data(summary.to_json())
     return json_out
 
 

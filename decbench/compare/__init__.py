@@ -10,7 +10,6 @@ second, tokens counted from generated ids; see decbench/compare/stats.py.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,19 +25,16 @@ from decbench.compare.harness import (
     run_interleaved,
     unique_labels,
 )
-from decbench.compare.stats import aggregate
 from decbench.compare.store import RunStore, record_key
-from decbench.decoders.registry import get_decoder
-from decbench.environment import environment
+from decbench.compare.summary import SCHEMA_COMPARE, CompareSummary, summarize
 from decbench.errors import ConfigError, unknown
 from decbench.profiles import TABLES, Profile, build
 from decbench.suites import Sample, Suite
 
-SCHEMA_COMPARE = "decbench/compare/v1"
-
 __all__ = [
     "SCHEMA_COMPARE",
     "SCHEMA_SAMPLE",
+    "CompareSummary",
     "Contender",
     "Event",
     "RunStore",
@@ -113,7 +109,7 @@ def run_compare(
     baseline: str | None = None,
     contenders: list[Contender] | None = None,
     share: Callable[[list[Sample]], list[Sample]] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[CompareSummary, list[dict[str, Any]]]:
     """Run what is left of the plan and return (summary, all records). With a store, each record
     is made durable as it finishes; on Ctrl-C a partial summary is written before re-raising.
     `contenders` may be passed already opened (in plan order) to keep using them afterwards.
@@ -151,66 +147,6 @@ def run_compare(
     if store is not None:
         store.write_summary(summary)
     return summary, records
-
-
-def summarize(
-    plan: dict[str, Any],
-    records: list[dict[str, Any]],
-    output_dir: Path | None = None,
-    baseline: str | None = None,
-) -> dict[str, Any]:
-    """The decbench/compare/v1 summary: a pure function of the plan and the records."""
-    labels, profiles = plan_profiles(plan)
-    baseline = baseline or plan["baseline"]
-    if baseline not in labels:
-        raise unknown("baseline", baseline, labels, where="--baseline")
-    suite = {k: v for k, v in plan["suite"].items() if k != "samples"}
-    samples = plan_samples(plan)
-    expected = len(planned_keys(labels, samples, plan["repeat"]))
-    base_profile = profiles[labels.index(baseline)]
-    return {
-        "schema": SCHEMA_COMPARE,
-        "suite": suite,
-        "selection": plan.get("selection", {}),
-        "baseline": baseline,
-        "profiles": [
-            _profile_entry(label, p, records) for label, p in zip(labels, profiles, strict=True)
-        ],
-        "repeat": plan["repeat"],
-        "warmup": plan["warmup"],
-        "complete": len({record_key(r) for r in records}) >= expected,
-        "records": len(records),
-        "expected_records": expected,
-        "environment": environment(
-            base_profile.backend.device,
-            base_profile.backend.dtype,
-            model=base_profile.model.name,
-            seed=base_profile.sampling.seed,
-        ),
-        "results": aggregate(records, labels, baseline, suite["categories"]),
-        "output_dir": str(output_dir) if output_dir else None,
-    }
-
-
-def _profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) -> dict[str, Any]:
-    decoder = get_decoder(profile.method)
-    spec = decoder.spec
-    env = next((r["environment"] for r in records if r["profile"] == label), {})
-    return {
-        "label": label,
-        "method": profile.method,
-        "source": profile.source,
-        "lossless": decoder.is_lossless(profile.options),
-        "reference": spec.reference,
-        "model": profile.model.name,
-        "model_fingerprint": env.get("model_fingerprint"),
-        "device": profile.backend.device,
-        "dtype": profile.backend.dtype,
-        "kernels": env.get("kernels"),
-        "params": dataclasses.asdict(profile.options),
-        "sampling": dataclasses.asdict(profile.sampling),
-        "generation": dataclasses.asdict(profile.generation),
-    }
 
 
 def check_same_plan(stored: dict[str, Any], fresh: dict[str, Any], folder: Path) -> None:

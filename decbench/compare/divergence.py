@@ -20,15 +20,32 @@ far below `NEAR_TIE`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
+from decbench.jsonrecord import OMIT_NONE, JsonRecord
 from decbench.profiles import Profile
 
 NEAR_TIE = 1e-3  # logits closer than this are a tie up to the rounding of another sum order
+
+
+@dataclass
+class Divergence(JsonRecord):
+    """Where a record first left the baseline's record, and whether that was a near-tie."""
+
+    turn: int
+    position: int  # within the turn
+    index: int  # over all turns
+    token: int | None  # the method's token there (None: its turn ended first)
+    baseline_token: int | None
+    margin: float  # the target's top-2 logit margin at that step
+    gap: float | None  # baseline token's logit minus the method token's
+    near_tie: bool
+    against: str | None = field(default=None, metadata=OMIT_NONE)  # the baseline's label
 
 
 def first_difference(ids: list[list[int]], base: list[list[int]]) -> tuple[int, int] | None:

@@ -33,8 +33,10 @@ import torch
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import PhaseTimer
 from decbench.compare.harness import Contender, generate_turn
-from decbench.compare.stats import OVERALL, merged_stats
+from decbench.compare.stats import merged_stats
+from decbench.compare.summary import CompareSummary
 from decbench.errors import ConfigError, RunError
+from decbench.jsonrecord import encode
 from decbench.measure import forward_seconds
 from decbench.metrics.acceptance import AcceptanceStats
 from decbench.profiles import TABLES, Profile, build
@@ -157,7 +159,7 @@ def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]
 
 def report(
     label: str,
-    summary: dict[str, Any],
+    summary: CompareSummary,
     records: list[dict[str, Any]],
     curve: list[dict[str, float]],
     trace: Path | None,
@@ -167,32 +169,34 @@ def report(
     if not own:
         raise RunError(f"profile '{label}' recorded no runs")
     stats = merged_stats(own)
-    metrics = summary["results"][label][OVERALL]
-    base = summary["results"][summary["baseline"]][OVERALL]
+    metrics = summary.overall(label)
+    base = summary.overall(summary.baseline)
     prediction = predict(stats, summed_phases(own).get("draft", 0.0), curve)
-    prediction["measured_tokens_per_step"] = metrics["mat"]
-    prediction["measured_speedup"] = metrics["speedup"]
-    prediction["measured_speedup_total"] = metrics["speedup_total"]
-    return {
-        "schema": SCHEMA_PROFILE,
-        "profile": label,
-        "method": own[0]["method"],
-        "baseline": summary["baseline"],
-        "suite": summary["suite"],
-        "runs": len(own),
-        "tokens": metrics["tokens"],
-        "wall_time_s": metrics["wall_time_s"],
-        "tokens_per_s": metrics["tokens_per_s"],
-        "baseline_tokens_per_s": base["tokens_per_s"],
-        "exact_match": metrics["exact_match"],
-        "phases": phase_breakdown(own),
-        "verify_cost": curve,
-        "proposer": own[-1].get("proposer"),  # e.g. eagle2's tree-size choice and its inputs
-        "position_acceptance": stats.position_table(),
-        "prediction": prediction,
-        "trace": str(trace) if trace else None,
-        "environment": summary["environment"],
-    }
+    prediction["measured_tokens_per_step"] = metrics.mat
+    prediction["measured_speedup"] = metrics.speedup
+    prediction["measured_speedup_total"] = metrics.speedup_total
+    return encode(
+        {
+            "schema": SCHEMA_PROFILE,
+            "profile": label,
+            "method": own[0]["method"],
+            "baseline": summary.baseline,
+            "suite": summary.suite,
+            "runs": len(own),
+            "tokens": metrics.tokens,
+            "wall_time_s": metrics.wall_time_s,
+            "tokens_per_s": metrics.tokens_per_s,
+            "baseline_tokens_per_s": base.tokens_per_s,
+            "exact_match": metrics.exact_match,
+            "phases": phase_breakdown(own),
+            "verify_cost": curve,
+            "proposer": own[-1].get("proposer"),  # e.g. eagle2's tree-size choice and its inputs
+            "position_acceptance": stats.position_table(),
+            "prediction": prediction,
+            "trace": str(trace) if trace else None,
+            "environment": summary.environment,
+        }
+    )
 
 
 # -- torch profiler trace ------------------------------------------------------------------------

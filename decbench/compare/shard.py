@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -45,6 +45,10 @@ from decbench.compare.store import (
     write_atomic,
 )
 from decbench.errors import ConfigError, RunError
+from decbench.jsonrecord import JsonRecord
+
+if TYPE_CHECKING:
+    from decbench.compare.summary import CompareSummary
 
 RANKS_DIR = "ranks"
 POLL_S = 2.0
@@ -177,7 +181,7 @@ class RankStore(RunStore):
         record["environment"] = {**record["environment"], **self.ranks.environment()}
         self._write(record)  # the answer files are rank 0's, after the merge
 
-    def write_summary(self, summary: dict[str, Any]) -> Path:
+    def write_summary(self, summary: CompareSummary) -> Path:
         return self.folder / "summary.json"  # the merged summary is rank 0's, after every rank
 
     def finish(self, environment: dict[str, Any]) -> None:
@@ -237,14 +241,18 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def ranks_summary(environments: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the summary says of the ranks that took part."""
+@dataclass
+class RanksSummary(JsonRecord):
+    """What the summary of a sharded run says of the ranks that took part."""
+
+    world_size: int
+    hosts: list[str]
+    per_rank: list[dict[str, Any]]  # each rank's .done file: rank, host, threads, records
+
+
+def ranks_summary(environments: list[dict[str, Any]]) -> RanksSummary:
     hosts = sorted({e.get("host", "") for e in environments})
-    return {
-        "world_size": len(environments),
-        "hosts": hosts,
-        "per_rank": environments,
-    }
+    return RanksSummary(len(environments), hosts, environments)
 
 
 # -- merging folders made without a launcher -----------------------------------------------
@@ -306,7 +314,7 @@ def run_sharded(
     progress: Callable[[str], None],
     on_event: Callable[[Any], None],
     baseline: str | None = None,
-) -> tuple[dict[str, Any], RunStore] | None:
+) -> tuple[CompareSummary, RunStore] | None:
     """This rank's share of the plan into `folder`; on rank 0 the merged (summary, store) once
     every rank is done, on the others None."""
     from decbench.compare import plan_profiles, run_compare, summarize
@@ -331,7 +339,7 @@ def run_sharded(
     environments = wait_for_ranks(store.folder, ranks.world, progress)
     merged = merge_ranks(store.folder, plan)
     summary = summarize(plan, merged.records, merged.folder, baseline)
-    summary["ranks"] = ranks_summary(environments)
+    summary.ranks = ranks_summary(environments)
     merged.write_summary(summary)
     return summary, merged
 

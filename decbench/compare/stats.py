@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from decbench.compare.divergence import NEAR_TIE
+from decbench.compare.divergence import NEAR_TIE, Divergence
+from decbench.errors import ConfigError
+from decbench.jsonrecord import EMPTY_IS_NONE, OMIT_NONE, JsonRecord, decode_fields
 from decbench.metrics import quality
 from decbench.metrics.acceptance import AcceptanceStats
 from decbench.metrics.quality import first_divergence
@@ -28,20 +32,164 @@ Key = tuple[str, int]  # (sample_id, repeat)
 DIAGNOSIS_KEYS = ("turn", "position", "token", "baseline_token", "margin", "gap", "near_tie")
 
 
-def spread(values: Sequence[float]) -> dict[str, float] | None:
+# -- what compare reports (decbench/compare/v1 `results`; docs/compare.md) -----------------------
+@dataclass
+class Spread(JsonRecord):
+    """Median, quartiles and range of a list of numbers."""
+
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+    n: int
+
+
+@dataclass
+class DivergedPair(JsonRecord):
+    """A method's record whose tokens left the baseline's, at flat `index` over all turns, with
+    the record's diagnosis (compare/divergence.py) when it was made against this baseline. In
+    JSON the diagnosis' fields sit beside `index` (DIAGNOSIS_KEYS)."""
+
+    sample_id: str
+    repeat: int
+    index: int
+    diagnosis: Divergence | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"sample_id": self.sample_id, "repeat": self.repeat}
+        data["index"] = self.index
+        if self.diagnosis is not None:
+            data.update({k: getattr(self.diagnosis, k) for k in DIAGNOSIS_KEYS})
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "") -> DivergedPair:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+        own = {k: v for k, v in data.items() if k not in DIAGNOSIS_KEYS}
+        pair = decode_fields(cls, own, where or "diverged pair", "")
+        if "near_tie" in data:
+            keys = {k: data.get(k) for k in DIAGNOSIS_KEYS}
+            pair.diagnosis = Divergence.from_json({**keys, "index": pair.index}, where)
+        return pair
+
+
+@dataclass
+class FirstDivergence(JsonRecord):
+    min: int | None
+    median: float | None
+    diverged: list[DivergedPair]
+    near_ties: int  # divergences that were near-ties of the target
+    not_near_ties: int
+    unjudged: int  # sampled runs, or records without a diagnosis
+    near_tie_threshold: float
+
+
+@dataclass
+class ExactMatch(JsonRecord):
+    """The share of a method's records token-identical to the baseline's (same sample, repeat)."""
+
+    rate: float | None
+    matched: int
+    pairs: int
+    first_divergence: FirstDivergence
+
+
+@dataclass
+class GreedyAgreement(JsonRecord):
+    """A lossy method's outputs against greedy's on the same sample and repeat."""
+
+    pairs: int
+    identical: float
+    match_fraction: float
+    first_divergence_median: float | None
+    answer_agreement: float | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class TextQuality(JsonRecord):
+    """Means of the per-turn quality metrics (metrics/quality.py), pooled distinct-n and the
+    agreement with greedy. A metric no turn had is absent (coherence without a scorer,
+    exact_answer without references)."""
+
+    coherence: float | None = field(default=None, metadata=OMIT_NONE)
+    distinct_1: float | None = field(default=None, metadata=OMIT_NONE)
+    distinct_2: float | None = field(default=None, metadata=OMIT_NONE)
+    diversity: float | None = field(default=None, metadata=OMIT_NONE)
+    exact_answer: float | None = field(default=None, metadata=OMIT_NONE)
+    length: float | None = field(default=None, metadata=OMIT_NONE)
+    rep_2: float | None = field(default=None, metadata=OMIT_NONE)
+    rep_3: float | None = field(default=None, metadata=OMIT_NONE)
+    rep_4: float | None = field(default=None, metadata=OMIT_NONE)
+    corpus_distinct_1: float | None = field(default=None, metadata=OMIT_NONE)
+    corpus_distinct_2: float | None = field(default=None, metadata=OMIT_NONE)
+    agreement_with_greedy: GreedyAgreement | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class ConstraintMetrics(JsonRecord):
+    """Pooled over every constrained turn of a group (metrics/constraint.py)."""
+
+    kind: str
+    outputs: int
+    satisfied: float  # share of outputs that satisfy the constraint
+    mask_s: float
+    mask_ms_per_step: float | None
+    mask_share: float | None  # mask time / generation time
+    drafted: int
+    pruned: int
+    pruned_share: float | None
+
+
+@dataclass
+class GroupMetrics(JsonRecord):
+    """Every number `compare` reports for one profile over one group of records."""
+
+    runs: int
+    tokens: int
+    wall_time_s: float
+    tokens_per_s: Spread | None
+    mat: float | None  # tokens per target step, the bonus token included
+    acceptance_rate: float | None
+    steps: int
+    drafted: int
+    accepted: int
+    forward_calls: int | None  # None when a record lacks them (written before they were counted)
+    forward_calls_per_token: float | None
+    peak_memory_mb: float | None
+    peak_memory_delta_mb: float | None
+    quality: TextQuality | None = field(default=None, metadata=EMPTY_IS_NONE)
+    constraint: ConstraintMetrics | None = field(default=None, metadata=EMPTY_IS_NONE)
+    speedup: Spread | None = None  # paired; None for the baseline
+    speedup_total: float | None = None
+    exact_match: ExactMatch | None = None  # None for the baseline
+
+
+@dataclass
+class ProfileResults(JsonRecord):
+    overall: GroupMetrics
+    categories: dict[str, GroupMetrics]
+
+    def group(self, name: str) -> GroupMetrics:
+        """The metrics of one category, or of every record (OVERALL)."""
+        return self.overall if name == OVERALL else self.categories[name]
+
+
+def spread(values: Sequence[float]) -> Spread | None:
     """Median, quartiles and range of a list of numbers; None when empty."""
     if not values:
         return None
     array = np.asarray(values, dtype=float)
     q1, median, q3 = np.percentile(array, [25, 50, 75])
-    return {
-        "median": float(median),
-        "q1": float(q1),
-        "q3": float(q3),
-        "min": float(array.min()),
-        "max": float(array.max()),
-        "n": len(values),
-    }
+    return Spread(
+        median=float(median),
+        q1=float(q1),
+        q3=float(q3),
+        min=float(array.min()),
+        max=float(array.max()),
+        n=len(values),
+    )
 
 
 def tokens(record: dict[str, Any]) -> int:
@@ -98,9 +246,9 @@ def total_speedup(
 
 def exact_match(
     method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
-) -> dict[str, Any]:
+) -> ExactMatch:
     matched = 0
-    diverged = []
+    diverged: list[DivergedPair] = []
     for record in method:
         base = baseline.get(key(record))
         if base is None:
@@ -110,37 +258,36 @@ def exact_match(
             matched += 1
         else:
             sample_id, repeat = key(record)
-            entry = {"sample_id": sample_id, "repeat": repeat, "index": index}
+            pair = DivergedPair(sample_id, repeat, index)
             diagnosis = record.get("divergence")
             if diagnosis and diagnosis.get("against") == base["profile"]:
-                entry.update({k: diagnosis[k] for k in DIAGNOSIS_KEYS})
-            diverged.append(entry)
+                pair.diagnosis = Divergence.from_json(diagnosis)
+            diverged.append(pair)
     pairs = matched + len(diverged)
-    indices = [d["index"] for d in diverged]
-    return {
-        "rate": matched / pairs if pairs else None,
-        "matched": matched,
-        "pairs": pairs,
-        "first_divergence": {
-            "min": min(indices) if indices else None,
-            "median": float(np.median(indices)) if indices else None,
-            "diverged": diverged,
-            **near_ties(diverged),
-        },
-    }
+    indices = [d.index for d in diverged]
+    return ExactMatch(
+        rate=matched / pairs if pairs else None,
+        matched=matched,
+        pairs=pairs,
+        first_divergence=first_divergences(diverged, indices),
+    )
 
 
-def near_ties(diverged: list[dict[str, Any]]) -> dict[str, Any]:
-    """How many divergences are near-ties of the target (compare/divergence.py), how many are
-    not, and how many could not be judged (sampled runs, or records without a diagnosis)."""
-    judged = [d for d in diverged if "near_tie" in d]
-    ties = sum(bool(d["near_tie"]) for d in judged)
-    return {
-        "near_ties": ties,
-        "not_near_ties": len(judged) - ties,
-        "unjudged": len(diverged) - len(judged),
-        "near_tie_threshold": NEAR_TIE,
-    }
+def first_divergences(diverged: list[DivergedPair], indices: list[int]) -> FirstDivergence:
+    """Where the diverged pairs left the baseline, and how many are near-ties of the target
+    (compare/divergence.py), how many are not, and how many could not be judged (sampled runs,
+    or records without a diagnosis)."""
+    judged = [d.diagnosis for d in diverged if d.diagnosis is not None]
+    ties = sum(bool(d.near_tie) for d in judged)
+    return FirstDivergence(
+        min=min(indices) if indices else None,
+        median=float(np.median(indices)) if indices else None,
+        diverged=diverged,
+        near_ties=ties,
+        not_near_ties=len(judged) - ties,
+        unjudged=len(diverged) - len(judged),
+        near_tie_threshold=NEAR_TIE,
+    )
 
 
 def merged_stats(records: Iterable[dict[str, Any]]) -> AcceptanceStats:
@@ -151,93 +298,86 @@ def merged_stats(records: Iterable[dict[str, Any]]) -> AcceptanceStats:
     return stats
 
 
-def acceptance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """MAT (committed tokens per target step, including the bonus token) and acceptance rate,
-    from the records' merged step statistics (decbench/metrics/acceptance.py)."""
-    stats = merged_stats(records)
-    return {
-        "mat": stats.mat,
-        "acceptance_rate": stats.acceptance_rate,
-        "steps": stats.steps,
-        "drafted": stats.drafted,
-        "accepted": stats.accepted,
-    }
-
-
-def forwards_per_token(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def forwards_per_token(records: Sequence[dict[str, Any]]) -> tuple[int | None, float | None]:
     """Target-model forwards (prefill included; decbench/measure.py) and their ratio to
     generated tokens, both pooled over the records: sum of forwards / sum of new tokens. None
     when a record does not carry `forward_calls` (written before decbench counted them)."""
     if any("forward_calls" not in r for r in records):
-        return {"forward_calls": None, "forward_calls_per_token": None}
+        return None, None
     forwards = sum(sum(r["forward_calls"]) for r in records)
     generated = sum(tokens(r) for r in records)
-    return {
-        "forward_calls": forwards,
-        "forward_calls_per_token": forwards / generated if generated else None,
-    }
+    return forwards, forwards / generated if generated else None
 
 
 def text_quality(
     records: Sequence[dict[str, Any]], greedy: dict[Key, dict[str, Any]] | None
-) -> dict[str, Any]:
+) -> TextQuality | None:
     """Means over all turns of the per-turn quality metrics (decbench/metrics/quality.py),
     distinct-n with the n-grams of every output pooled, and, for lossy methods when a greedy
-    profile ran, agreement with greedy's output on the same sample and repeat."""
+    profile ran, agreement with greedy's output on the same sample and repeat. None when no
+    record carries quality."""
     records = sorted(records, key=key)  # a pure function of the set of records, in any order
     turns = [t for r in records for t in r.get("quality", [])]
     if not turns:
-        return {}
-    out = quality.aggregate(turns)
+        return None
+    means = quality.aggregate(turns)
     outputs = [ids for r in records for ids in r["token_ids"]]
     for n in quality.DISTINCT_ORDERS:
-        out[f"corpus_distinct_{n}"] = quality.corpus_distinct(outputs, n)
+        means[f"corpus_distinct_{n}"] = quality.corpus_distinct(outputs, n)
+    known = {f.name for f in dataclasses.fields(TextQuality)}
+    out = TextQuality(**{name: value for name, value in means.items() if name in known})
     pairs = [(r, greedy[key(r)]) for r in records if greedy and key(r) in greedy]
     if pairs and not records[0].get("lossless", True):
-        agreements = [quality.agreement(flat_ids(r), flat_ids(g)) for r, g in pairs]
-        divergences = [a["first_divergence"] for a in agreements]
-        diverged = [d for d in divergences if d is not None]
-        same_answer = [
-            all(
-                quality.normalize_answer(a) == quality.normalize_answer(b)
-                for a, b in zip(r["turns"], g["turns"], strict=False)
-            )
-            for r, g in pairs
-            if "turns" in r and "turns" in g
-        ]
-        out["agreement_with_greedy"] = {
-            "pairs": len(pairs),
-            "identical": divergences.count(None) / len(pairs),
-            "match_fraction": sum(a["match_fraction"] for a in agreements) / len(pairs),
-            "first_divergence_median": float(np.median(diverged)) if diverged else None,
-        }
-        if same_answer:  # the share whose normalised answers (first lines) are greedy's
-            out["agreement_with_greedy"]["answer_agreement"] = sum(same_answer) / len(same_answer)
+        out.agreement_with_greedy = greedy_agreement(pairs)
     return out
 
 
-def constraint_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def greedy_agreement(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> GreedyAgreement:
+    """(record, greedy's record) pairs: the share identical, the mean share of matching
+    positions, the median first divergence, and the share of equal answers (first lines)."""
+    agreements = [quality.agreement(flat_ids(r), flat_ids(g)) for r, g in pairs]
+    divergences = [a["first_divergence"] for a in agreements]
+    diverged = [d for d in divergences if d is not None]
+    same_answer = [
+        all(
+            quality.normalize_answer(a) == quality.normalize_answer(b)
+            for a, b in zip(r["turns"], g["turns"], strict=False)
+        )
+        for r, g in pairs
+        if "turns" in r and "turns" in g
+    ]
+    return GreedyAgreement(
+        pairs=len(pairs),
+        identical=divergences.count(None) / len(pairs),
+        match_fraction=sum(a["match_fraction"] for a in agreements) / len(pairs),
+        first_divergence_median=float(np.median(diverged)) if diverged else None,
+        answer_agreement=sum(same_answer) / len(same_answer) if same_answer else None,
+    )
+
+
+def constraint_metrics(records: Sequence[dict[str, Any]]) -> ConstraintMetrics | None:
     """Pooled over every constrained turn (metrics/constraint.py): the share of outputs that
     satisfy the constraint, mask time per decoding step and as a share of generation time, and
-    the share of draft tokens pruned. {} when no record ran under a constraint."""
+    the share of draft tokens pruned. None when no record ran under a constraint."""
     turns = [c for r in records for c in r.get("constraint") or [] if c]
     if not turns:
-        return {}
+        return None
     mask_s = sum(c["mask_s"] for c in turns)
     steps = sum(sum(r["decoding_steps"]) for r in records)
     wall = sum(wall_time(r) for r in records)
     drafted = sum(c["drafted"] for c in turns)
-    return {
-        "kind": turns[0]["kind"],
-        "outputs": len(turns),
-        "satisfied": sum(bool(c["satisfied"]) for c in turns) / len(turns),
-        "mask_s": mask_s,
-        "mask_ms_per_step": 1000 * mask_s / steps if steps else None,
-        "mask_share": mask_s / wall if wall > 0 else None,
-        "drafted": drafted,
-        "pruned": sum(c["pruned"] for c in turns),
-        "pruned_share": sum(c["pruned"] for c in turns) / drafted if drafted else None,
-    }
+    pruned = sum(c["pruned"] for c in turns)
+    return ConstraintMetrics(
+        kind=turns[0]["kind"],
+        outputs=len(turns),
+        satisfied=sum(bool(c["satisfied"]) for c in turns) / len(turns),
+        mask_s=mask_s,
+        mask_ms_per_step=1000 * mask_s / steps if steps else None,
+        mask_share=mask_s / wall if wall > 0 else None,
+        drafted=drafted,
+        pruned=pruned,
+        pruned_share=pruned / drafted if drafted else None,
+    )
 
 
 def _max(values: Iterable[float | None]) -> float | None:
@@ -249,29 +389,32 @@ def group_metrics(
     records: Sequence[dict[str, Any]],
     baseline: dict[Key, dict[str, Any]] | None,
     greedy: dict[Key, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> GroupMetrics:
     """Every number `compare` reports for one profile over one group of records. `baseline` is
     None for the baseline itself; `greedy` indexes a greedy profile's records, when one ran."""
-    metrics: dict[str, Any] = {
-        "runs": len(records),
-        "tokens": sum(tokens(r) for r in records),
-        "wall_time_s": sum(wall_time(r) for r in records),
-        "tokens_per_s": spread([tokens_per_s(r) for r in records]),
-        **acceptance(records),
-        **forwards_per_token(records),
-        "peak_memory_mb": _max(r["memory"]["peak_mb"] for r in records),
-        "peak_memory_delta_mb": _max(r["memory"]["peak_delta_mb"] for r in records),
-        "quality": text_quality(records, greedy),
-        "constraint": constraint_metrics(records),
-    }
-    if baseline is None:
-        metrics.update(speedup=None, speedup_total=None, exact_match=None)
-    else:
-        metrics.update(
-            speedup=spread(pair_speedups(records, baseline)),
-            speedup_total=total_speedup(records, baseline),
-            exact_match=exact_match(records, baseline),
-        )
+    stats = merged_stats(records)
+    forwards, per_token = forwards_per_token(records)
+    metrics = GroupMetrics(
+        runs=len(records),
+        tokens=sum(tokens(r) for r in records),
+        wall_time_s=sum(wall_time(r) for r in records),
+        tokens_per_s=spread([tokens_per_s(r) for r in records]),
+        mat=stats.mat,
+        acceptance_rate=stats.acceptance_rate,
+        steps=stats.steps,
+        drafted=stats.drafted,
+        accepted=stats.accepted,
+        forward_calls=forwards,
+        forward_calls_per_token=per_token,
+        peak_memory_mb=_max(r["memory"]["peak_mb"] for r in records),
+        peak_memory_delta_mb=_max(r["memory"]["peak_delta_mb"] for r in records),
+        quality=text_quality(records, greedy),
+        constraint=constraint_metrics(records),
+    )
+    if baseline is not None:
+        metrics.speedup = spread(pair_speedups(records, baseline))
+        metrics.speedup_total = total_speedup(records, baseline)
+        metrics.exact_match = exact_match(records, baseline)
     return metrics
 
 
@@ -284,8 +427,8 @@ def aggregate(
     labels: Sequence[str],
     baseline: str,
     categories: Sequence[str],
-) -> dict[str, dict[str, Any]]:
-    """profile label -> {"overall": metrics, "categories": {category: metrics}}."""
+) -> dict[str, ProfileResults]:
+    """profile label -> its metrics over all records and per category."""
     by_profile = {label: [r for r in records if r["profile"] == label] for label in labels}
     base_index = by_key(by_profile[baseline])
     greedy_label = next((la for la in labels if _method(by_profile[la]) == "greedy"), None)
@@ -294,13 +437,13 @@ def aggregate(
     for label in labels:
         own = by_profile[label]
         reference = None if label == baseline else base_index
-        results[label] = {
-            OVERALL: group_metrics(own, reference, greedy),
-            "categories": {
+        results[label] = ProfileResults(
+            overall=group_metrics(own, reference, greedy),
+            categories={
                 category: group_metrics(
                     [r for r in own if r["category"] == category], reference, greedy
                 )
                 for category in categories
             },
-        }
+        )
     return results

@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from decbench.compare.answers import AnswerFiles
 from decbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from decbench.compare.summary import CompareSummary
 
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -97,9 +100,9 @@ class RunStore:
             os.fsync(f.fileno())
         self.records.append(record)
 
-    def write_summary(self, summary: dict[str, Any]) -> Path:
+    def write_summary(self, summary: CompareSummary) -> Path:
         path = self.folder / SUMMARY_FILE
-        write_atomic(path, summary)
+        write_atomic(path, summary.to_json())
         return path
 
 

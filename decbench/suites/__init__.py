@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from decbench.errors import ConfigError, suggest
-from decbench.suites.base import CATEGORIES, Sample, Suite
+from decbench.suites.base import CATEGORIES, Sample, Suite, SuiteInfo
 from decbench.suites.builtin import DEFAULT_SUITE, builtin_names, builtin_suite
 from decbench.suites.loaders import FORMATS, load_jsonl
 
@@ -16,6 +16,7 @@ __all__ = [
     "FORMATS",
     "Sample",
     "Suite",
+    "SuiteInfo",
     "get_suite",
     "list_suites",
 ]

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from decbench.errors import ConfigError, unknown
+from decbench.jsonrecord import JsonRecord
 
 # The categories speculative-decoding papers report (Spec-Bench: multi-turn conversation,
 # translation, summarization, QA, math reasoning, RAG) plus code.
@@ -67,6 +68,18 @@ class Sample:
 
 
 @dataclass
+class SuiteInfo(JsonRecord):
+    """What results say of the suite they ran: its identity without the samples."""
+
+    name: str
+    description: str
+    source: str
+    categories: list[str]
+    count: int  # samples
+    checksum: str  # Suite.checksum() of the exact prompts
+
+
+@dataclass
 class Suite:
     name: str
     description: str
@@ -103,15 +116,18 @@ class Suite:
         blob = json.dumps([s.to_dict() for s in self.samples], sort_keys=True).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()[:16]
 
+    def info(self) -> SuiteInfo:
+        return SuiteInfo(
+            self.name,
+            self.description,
+            self.source,
+            self.categories,
+            len(self.samples),
+            self.checksum(),
+        )
+
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "description": self.description,
-            "source": self.source,
-            "categories": self.categories,
-            "count": len(self.samples),
-            "checksum": self.checksum(),
-        }
+        data: dict[str, Any] = self.info().to_json()
         if samples:
             data["samples"] = [s.to_dict() for s in self.samples]
         return data

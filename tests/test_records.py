@@ -1,0 +1,135 @@
+"""Compare's records as dataclasses (decbench/jsonrecord.py): each type goes to JSON and back
+unchanged, files written by the dict-based code before them (tests/data/records, from a tiny
+run) load and are written back byte for byte, and a damaged file gets an error naming the key."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from decbench.compare.batching import BatchSummary
+from decbench.compare.summary import SCHEMA_COMPARE, CompareSummary
+from decbench.errors import ConfigError
+from decbench.jsonrecord import ABSENT, EMPTY_IS_NONE, OMIT_NONE, Absent, JsonRecord
+
+DATA = Path(__file__).parent / "data" / "records"
+
+
+def stored(name: str) -> dict:
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def same_text(data: dict, again: dict) -> bool:
+    """Equal as written: the same keys in the same order, the same values."""
+    return json.dumps(data, indent=2) == json.dumps(again, indent=2)
+
+
+# -- the helper ----------------------------------------------------------------------------------
+@dataclass
+class Inner(JsonRecord):
+    n: int
+    x: float | None = None
+
+
+@dataclass(kw_only=True)
+class Outer(JsonRecord):
+    schema: str = "decbench/test/v1"
+    by_size: dict[int, Inner]
+    items: list[Inner]
+    late: int | None = field(default=None, metadata=OMIT_NONE)
+    table: Inner | None = field(default=None, metadata=EMPTY_IS_NONE)
+    maybe: Inner | Absent | None = ABSENT
+
+
+def test_fields_go_to_json_and_back():
+    outer = Outer(by_size={2: Inner(1, 0.5)}, items=[Inner(3)])
+    data = outer.to_json()
+    assert data == {
+        "schema": "decbench/test/v1",
+        "by_size": {"2": {"n": 1, "x": 0.5}},  # int keys are JSON strings
+        "items": [{"n": 3, "x": None}],
+        "table": {},  # None written as an empty table; `late` and `maybe` left out
+    }
+    assert Outer.from_json(data) == outer
+    full = Outer(by_size={}, items=[], late=4, table=Inner(1), maybe=None)
+    assert full.to_json()["late"] == 4 and full.to_json()["maybe"] is None
+    assert Outer.from_json(full.to_json()) == full
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"schema": "decbench/test/v2"}, "f.json: expected schema decbench/test/v1, got"),
+        ({"extra": 1}, r"f.json: unknown key 'extra' \(expected: schema, by_size, items"),
+        ({"items": [{"n": "3"}]}, r"f.json: items\[0\].n: expected an integer, got a string"),
+        ({"items": [{"n": 1, "x": None, "y": 2}]}, r"items\[0\]: unknown key 'y'"),
+        ({"by_size": {"two": {"n": 1}}}, "by_size: expected integer keys, got 'two'"),
+        ({"by_size": []}, "by_size: expected an object, got a list"),
+    ],
+)
+def test_bad_documents_name_the_key(change, message):
+    data = {**Outer(by_size={}, items=[]).to_json(), **change}
+    with pytest.raises(ConfigError, match=message):
+        Outer.from_json(data, "f.json")
+    with pytest.raises(ConfigError, match="missing key 'items'"):
+        Outer.from_json({"by_size": {}}, "f.json")
+
+
+# -- compare summaries ---------------------------------------------------------------------------
+def test_a_stored_compare_summary_loads_and_is_written_back_unchanged():
+    data = stored("summary.json")
+    summary = CompareSummary.from_json(data, "summary.json")
+    assert summary.schema == SCHEMA_COMPARE and summary.labels == [
+        "greedy",
+        "pld",
+        "momentum",
+        "greedy-2",
+    ]
+    diverged = summary.overall("greedy-2").exact_match.first_divergence.diverged
+    assert diverged[0].diagnosis is not None and diverged[0].diagnosis.near_tie is False
+    assert summary.overall("greedy").quality.agreement_with_greedy is None
+    assert summary.overall("momentum").quality.agreement_with_greedy.pairs == 2
+    assert summary.overall("pld").constraint is None  # {} in the file
+    assert same_text(summary.to_json(), data)
+    again = CompareSummary.from_json(summary.to_json())
+    assert again == summary
+
+
+def test_a_sharded_summary_keeps_its_ranks():
+    from decbench.compare.shard import ranks_summary
+
+    summary = CompareSummary.from_json(stored("summary.json"))
+    summary.ranks = ranks_summary([{"rank": 0, "host": "a"}, {"rank": 1, "host": "b"}])
+    data = summary.to_json()
+    assert list(data)[-1] == "ranks" and data["ranks"]["hosts"] == ["a", "b"]
+    assert CompareSummary.from_json(data) == summary
+
+
+def test_a_stored_batch_summary_loads_and_is_written_back_unchanged():
+    data = stored("batch-compare.json")
+    summary = BatchSummary.from_json(data, "batch-compare.json")
+    assert summary.batch_sizes == [1, 2] and set(summary.results["pld"]) == {1, 2}
+    assert set(summary.crossover) == {"pld"} and summary.runs[0].label == "greedy"
+    assert same_text(summary.to_json(), data)
+    assert BatchSummary.from_json(summary.to_json()) == summary
+
+
+def test_the_stored_summary_is_recomputed_from_the_stored_plan_and_records(tmp_path):
+    """summarize is a pure function of run.json and samples.jsonl: the same numbers, keys and
+    order as the summary the dict-based code wrote (its environment is this machine's)."""
+    from decbench.compare import summarize
+    from decbench.compare.store import read_plan, read_records
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("run.json", "samples.jsonl"):
+        (folder / name).write_bytes((DATA / name).read_bytes())
+    summary = summarize(
+        read_plan(folder), read_records(folder / "samples.jsonl"), Path("runs/tiny")
+    )
+    data, again = stored("summary.json"), summary.to_json()
+    data.pop("environment"), again.pop("environment")
+    assert same_text(again, data)
