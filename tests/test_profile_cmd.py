@@ -12,7 +12,9 @@ from decbench.cli.app import main
 from decbench.compare import make_plan, run_compare
 from decbench.compare.profiling import (
     SCHEMA_PROFILE,
+    Prediction,
     TracingTimer,
+    VerifyPoint,
     baseline_profile,
     expected_tokens_per_step,
     export_trace,
@@ -38,8 +40,9 @@ def test_expected_tokens_per_step():
     assert leviathan_speedup(0.8, 4, 0.05) == pytest.approx(3.3616 / 1.2)
 
 
-def curve(ms_per_token: list[float]) -> list[dict]:
-    return [{"tokens": n, "median_ms": ms} for n, ms in enumerate(ms_per_token, start=1)]
+def curve(ms_per_token: list[float]) -> list[VerifyPoint]:
+    first = ms_per_token[0]
+    return [VerifyPoint(n, ms, ms, ms, ms / first) for n, ms in enumerate(ms_per_token, start=1)]
 
 
 def test_interpolate_and_extrapolate():
@@ -68,14 +71,14 @@ def test_predict_from_trace_totals():
     )
     alpha = 16 / 22
     e = 0.8 * expected_tokens_per_step(alpha, 4) + 0.2
-    assert p["alpha"] == pytest.approx(alpha)
-    assert p["k"] == 4 and p["drafting_share"] == 0.8
-    assert p["c"] == pytest.approx(0.1)
-    assert p["expected_tokens_per_step"] == pytest.approx(e)
-    assert p["leviathan_speedup"] == pytest.approx(e / (0.8 * 4 * 0.1 + 1))
+    assert p.alpha == pytest.approx(alpha)
+    assert p.k == 4 and p.drafting_share == 0.8
+    assert p.c == pytest.approx(0.1)
+    assert p.expected_tokens_per_step == pytest.approx(e)
+    assert p.leviathan_speedup == pytest.approx(e / (0.8 * 4 * 0.1 + 1))
     # verify-aware: per step 3.2 ms of drafting plus T(4.2) = 13.2 ms, against T(1) per token
-    assert p["mean_verified_tokens"] == pytest.approx(4.2)
-    assert p["verify_aware_speedup"] == pytest.approx(e * 0.010 / (0.0032 + 0.0132))
+    assert p.mean_verified_tokens == pytest.approx(4.2)
+    assert p.verify_aware_speedup == pytest.approx(e * 0.010 / (0.0032 + 0.0132))
 
 
 def test_predict_without_drafts():
@@ -88,7 +91,8 @@ def test_predict_without_drafts():
         "verified_tokens": 5,
     }
     p = predict(AcceptanceStats.from_totals(totals), 0.0, curve([10.0]))
-    assert p == {"drafts": False, "expected_tokens_per_step": 1.0, "leviathan_speedup": 1.0}
+    assert p == Prediction(drafts=False, expected_tokens_per_step=1.0, leviathan_speedup=1.0)
+    assert list(p.to_json())[:3] == ["drafts", "expected_tokens_per_step", "leviathan_speedup"]
 
 
 def test_phase_breakdown_and_positions():
@@ -102,12 +106,12 @@ def test_phase_breakdown_and_positions():
     ]
     phases = phase_breakdown(records)
     assert next(iter(phases)) == "verify"
-    assert phases["other"]["seconds"] == pytest.approx(0.2)  # 1.0 - (0.2 + 0.5 + 0.1)
-    assert phases["verify"]["ms_per_token"] == pytest.approx(50.0)
-    assert sum(p["share"] for p in phases.values()) == pytest.approx(1.0)
+    assert phases["other"].seconds == pytest.approx(0.2)  # 1.0 - (0.2 + 0.5 + 0.1)
+    assert phases["verify"].ms_per_token == pytest.approx(50.0)
+    assert sum(p.share for p in phases.values()) == pytest.approx(1.0)
     counts = {"position_offered": [4, 2, 0], "position_accepted": [3, 1, 0]}
     rows = AcceptanceStats.from_totals(counts).position_table()
-    assert [r["rate"] for r in rows] == [0.75, 0.5, None]
+    assert [r.rate for r in rows] == [0.75, 0.5, None]
 
 
 def test_baseline_profile_keeps_settings():
@@ -121,9 +125,9 @@ def test_baseline_profile_keeps_settings():
 def test_verify_cost_curve_restores_the_cache():
     target = tiny_target()
     rows = verify_cost_curve(target, [3, 4, 5, 6], max_tokens=6, repeats=2)
-    assert [r["tokens"] for r in rows] == list(range(1, 7))
-    assert rows[0]["relative"] == 1.0
-    assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
+    assert [r.tokens for r in rows] == list(range(1, 7))
+    assert rows[0].relative == 1.0
+    assert all(r.min_ms <= r.median_ms <= r.max_ms for r in rows)
     assert target.cache_len == 4
 
 
@@ -134,7 +138,7 @@ def test_report_and_trace(tmp_path):
     summary, records = run_compare(plan, contenders=contenders)
     rows = verify_cost_curve(target, [3, 4, 5], max_tokens=5, repeats=1)
     trace = export_trace(contenders[1], "abcabcabc abc", tmp_path / "t" / "trace.json")
-    doc = json.loads(json.dumps(report("pld", summary, records, rows, trace)))
+    doc = json.loads(json.dumps(report("pld", summary, records, rows, trace).to_json()))
     assert doc["schema"] == SCHEMA_PROFILE
     assert doc["baseline"] == "greedy" and doc["runs"] == 3
     assert {"verify", "prefill", "other"} <= set(doc["phases"])

@@ -133,3 +133,24 @@ def test_the_stored_summary_is_recomputed_from_the_stored_plan_and_records(tmp_p
     data, again = stored("summary.json"), summary.to_json()
     data.pop("environment"), again.pop("environment")
     assert same_text(again, data)
+
+
+# -- profile reports -----------------------------------------------------------------------------
+def test_a_stored_profile_report_loads_and_is_written_back_unchanged():
+    from rich.console import Console
+
+    from decbench.cli.profile_render import prediction_view, verify_chart
+    from decbench.compare.profiling import SCHEMA_PROFILE, Prediction, ProfileReport
+
+    data = stored("profile.json")
+    report = ProfileReport.from_json(data, "profile.json")
+    assert report.schema == SCHEMA_PROFILE and report.prediction.drafts is True
+    assert [p.tokens for p in report.verify_cost] == [1, 2, 3]
+    assert same_text(report.to_json(), data)
+    assert ProfileReport.from_json(report.to_json()) == report
+    console = Console(width=80, record=True, color_system=None)
+    console.print(verify_chart(report), prediction_view(report))
+    assert "Leviathan" in console.export_text()
+    # a method that drafts nothing has none of the draft-only numbers, in the file either
+    plain = Prediction(drafts=False, expected_tokens_per_step=1.0, leviathan_speedup=1.0)
+    assert "alpha" not in plain.to_json() and Prediction.from_json(plain.to_json()) == plain

@@ -96,7 +96,7 @@ def profile(
         export_trace(subject, first.turns[0], trace)
     result = report(labels[1], summary, records, curve, trace)
     if json_out:
-        out.data(result)
+        out.data(result.to_json())
         return
     out.show(phases_chart(result))
     out.show(verify_chart(result))

@@ -24,6 +24,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,80 @@ import torch
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import PhaseTimer
 from decbench.compare.harness import Contender, generate_turn
-from decbench.compare.stats import merged_stats
+from decbench.compare.stats import ExactMatch, Spread, merged_stats
 from decbench.compare.summary import CompareSummary
 from decbench.errors import ConfigError, RunError
-from decbench.jsonrecord import encode
+from decbench.jsonrecord import OMIT_NONE, JsonRecord
 from decbench.measure import forward_seconds
-from decbench.metrics.acceptance import AcceptanceStats
+from decbench.metrics.acceptance import AcceptanceStats, PositionRate
 from decbench.profiles import TABLES, Profile, build
+from decbench.suites import SuiteInfo
 
 SCHEMA_PROFILE = "decbench/profile/v1"
+
+
+# -- the report (decbench/profile/v1) ------------------------------------------------------------
+@dataclass
+class VerifyPoint(JsonRecord):
+    """One point of the verify-cost curve: a target forward over `tokens` new tokens."""
+
+    tokens: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    relative: float  # median over the median at one token
+
+
+@dataclass
+class PhaseShare(JsonRecord):
+    seconds: float
+    share: float  # of the wall time plus tokenisation
+    ms_per_token: float
+
+
+def _drafted(default: Any = None) -> Any:  # a number the model has only for methods that draft
+    return field(default=default, metadata=OMIT_NONE)
+
+
+@dataclass(kw_only=True)
+class Prediction(JsonRecord):
+    """The analytic speedups of the module docstring, and what was measured."""
+
+    drafts: bool  # False: the method drafted nothing, and the model predicts 1.0
+    alpha: float | None = _drafted()
+    k: float | None = _drafted()
+    drafting_share: float | None = _drafted()
+    c: float | None = _drafted()
+    t1_ms: float | None = _drafted()
+    mean_verified_tokens: float | None = _drafted()
+    expected_tokens_per_step: float
+    leviathan_speedup: float
+    verify_aware_speedup: float | None = _drafted()
+    measured_tokens_per_step: float | None = None  # MAT
+    measured_speedup: Spread | None = None
+    measured_speedup_total: float | None = None
+
+
+@dataclass(kw_only=True)
+class ProfileReport(JsonRecord):
+    schema: str = SCHEMA_PROFILE
+    profile: str  # the label of the profiled profile
+    method: str
+    baseline: str
+    suite: SuiteInfo
+    runs: int
+    tokens: int
+    wall_time_s: float
+    tokens_per_s: Spread | None
+    baseline_tokens_per_s: Spread | None
+    exact_match: ExactMatch | None
+    phases: dict[str, PhaseShare]  # largest first, `other` included
+    verify_cost: list[VerifyPoint]
+    proposer: dict[str, Any] | None  # the proposer's own report (eagle2's tree-size choice)
+    position_acceptance: list[PositionRate]
+    prediction: Prediction
+    trace: str | None  # the Chrome trace written with --trace
+    environment: dict[str, Any]
 
 
 def baseline_profile(profile: Profile) -> Profile:
@@ -66,50 +132,48 @@ def leviathan_speedup(alpha: float, k: float, c: float) -> float:
     return expected_tokens_per_step(alpha, k) / (k * c + 1.0)
 
 
-def interpolate(curve: list[dict[str, float]], tokens: float) -> float:
+def interpolate(curve: list[VerifyPoint], tokens: float) -> float:
     """T(tokens) in seconds from the verify-cost curve; linear, extrapolated past its end."""
-    xs = np.array([row["tokens"] for row in curve], dtype=float)
-    ys = np.array([row["median_ms"] for row in curve], dtype=float) / 1000
+    xs = np.array([point.tokens for point in curve], dtype=float)
+    ys = np.array([point.median_ms for point in curve], dtype=float) / 1000
     if tokens <= xs[-1] or len(xs) < 2:
         return float(np.interp(tokens, xs, ys))
     slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
     return float(ys[-1] + slope * (tokens - xs[-1]))
 
 
-def predict(
-    stats: AcceptanceStats, draft_s: float, curve: list[dict[str, float]]
-) -> dict[str, Any]:
+def predict(stats: AcceptanceStats, draft_s: float, curve: list[VerifyPoint]) -> Prediction:
     """The analytic speedups from summed trace statistics (see the module docstring)."""
     steps, drafted, accepted = stats.steps, stats.drafted, stats.accepted
     trials = accepted + stats.rejected_steps
     t1 = interpolate(curve, 1)
     if not steps or not drafted or not trials or t1 <= 0:
-        return {"drafts": False, "expected_tokens_per_step": 1.0, "leviathan_speedup": 1.0}
+        return Prediction(drafts=False, expected_tokens_per_step=1.0, leviathan_speedup=1.0)
     alpha = accepted / trials
     k = drafted / stats.drafted_steps
     share = stats.drafted_steps / steps
     c = (draft_s / drafted) / t1
     e_mix = share * expected_tokens_per_step(alpha, k) + (1.0 - share)
     verified = stats.verified_tokens / steps
-    return {
-        "drafts": True,
-        "alpha": alpha,
-        "k": k,
-        "drafting_share": share,
-        "c": c,
-        "t1_ms": t1 * 1000,
-        "mean_verified_tokens": verified,
-        "expected_tokens_per_step": e_mix,
-        "leviathan_speedup": e_mix / (share * k * c + 1.0),
-        "verify_aware_speedup": e_mix * t1 / (draft_s / steps + interpolate(curve, verified)),
-    }
+    return Prediction(
+        drafts=True,
+        alpha=alpha,
+        k=k,
+        drafting_share=share,
+        c=c,
+        t1_ms=t1 * 1000,
+        mean_verified_tokens=verified,
+        expected_tokens_per_step=e_mix,
+        leviathan_speedup=e_mix / (share * k * c + 1.0),
+        verify_aware_speedup=e_mix * t1 / (draft_s / steps + interpolate(curve, verified)),
+    )
 
 
 # -- measurements --------------------------------------------------------------------------------
 @torch.inference_mode()
 def verify_cost_curve(
     target: ModelRunner, prompt_ids: list[int], max_tokens: int = 16, repeats: int = 5
-) -> list[dict[str, float]]:
+) -> list[VerifyPoint]:
     """Time of one target forward over n = 1..max_tokens new tokens on top of the prefilled
     prompt, as the verify step runs it (all logits). Median of `repeats`, n interleaved."""
     if max_tokens < 1 or repeats < 1:
@@ -117,13 +181,13 @@ def verify_cost_curve(
     seconds = forward_seconds(target, prompt_ids, list(range(1, max_tokens + 1)), repeats)
     one = float(np.median(seconds[1]))
     return [
-        {
-            "tokens": n,
-            "median_ms": float(np.median(s)) * 1000,
-            "min_ms": min(s) * 1000,
-            "max_ms": max(s) * 1000,
-            "relative": float(np.median(s)) / one if one > 0 else 0.0,
-        }
+        VerifyPoint(
+            tokens=n,
+            median_ms=float(np.median(s)) * 1000,
+            min_ms=min(s) * 1000,
+            max_ms=max(s) * 1000,
+            relative=float(np.median(s)) / one if one > 0 else 0.0,
+        )
         for n, s in seconds.items()
     ]
 
@@ -136,7 +200,7 @@ def summed_phases(records: list[dict[str, Any]]) -> dict[str, float]:
     return phases
 
 
-def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, PhaseShare]:
     """Seconds per phase over the records, plus `other` = wall time not inside any phase (the
     decoder's own Python, cache bookkeeping, stop checks). Tokenisation happens before the clock
     starts; it is listed but is not part of the wall time."""
@@ -148,11 +212,11 @@ def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, dict[str, float]
     total = wall + phases.get("tokenize", 0.0)
     ordered = sorted(phases.items(), key=lambda kv: -kv[1])
     return {
-        name: {
-            "seconds": seconds,
-            "share": seconds / total if total > 0 else 0.0,
-            "ms_per_token": 1000 * seconds / tokens if tokens else 0.0,
-        }
+        name: PhaseShare(
+            seconds=seconds,
+            share=seconds / total if total > 0 else 0.0,
+            ms_per_token=1000 * seconds / tokens if tokens else 0.0,
+        )
         for name, seconds in ordered
     }
 
@@ -161,9 +225,9 @@ def report(
     label: str,
     summary: CompareSummary,
     records: list[dict[str, Any]],
-    curve: list[dict[str, float]],
+    curve: list[VerifyPoint],
     trace: Path | None,
-) -> dict[str, Any]:
+) -> ProfileReport:
     """The decbench/profile/v1 document for profile `label` of a two-profile compare summary."""
     own = [r for r in records if r["profile"] == label]
     if not own:
@@ -172,30 +236,27 @@ def report(
     metrics = summary.overall(label)
     base = summary.overall(summary.baseline)
     prediction = predict(stats, summed_phases(own).get("draft", 0.0), curve)
-    prediction["measured_tokens_per_step"] = metrics.mat
-    prediction["measured_speedup"] = metrics.speedup
-    prediction["measured_speedup_total"] = metrics.speedup_total
-    return encode(
-        {
-            "schema": SCHEMA_PROFILE,
-            "profile": label,
-            "method": own[0]["method"],
-            "baseline": summary.baseline,
-            "suite": summary.suite,
-            "runs": len(own),
-            "tokens": metrics.tokens,
-            "wall_time_s": metrics.wall_time_s,
-            "tokens_per_s": metrics.tokens_per_s,
-            "baseline_tokens_per_s": base.tokens_per_s,
-            "exact_match": metrics.exact_match,
-            "phases": phase_breakdown(own),
-            "verify_cost": curve,
-            "proposer": own[-1].get("proposer"),  # e.g. eagle2's tree-size choice and its inputs
-            "position_acceptance": stats.position_table(),
-            "prediction": prediction,
-            "trace": str(trace) if trace else None,
-            "environment": summary.environment,
-        }
+    prediction.measured_tokens_per_step = metrics.mat
+    prediction.measured_speedup = metrics.speedup
+    prediction.measured_speedup_total = metrics.speedup_total
+    return ProfileReport(
+        profile=label,
+        method=own[0]["method"],
+        baseline=summary.baseline,
+        suite=summary.suite,
+        runs=len(own),
+        tokens=metrics.tokens,
+        wall_time_s=metrics.wall_time_s,
+        tokens_per_s=metrics.tokens_per_s,
+        baseline_tokens_per_s=base.tokens_per_s,
+        exact_match=metrics.exact_match,
+        phases=phase_breakdown(own),
+        verify_cost=curve,
+        proposer=own[-1].get("proposer"),
+        position_acceptance=stats.position_table(),
+        prediction=prediction,
+        trace=str(trace) if trace else None,
+        environment=summary.environment,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from decbench.jsonrecord import JsonRecord
 from decbench.results import StepTrace
 
 # The summable counts a decbench/sample/v1 record stores under "stats" (and reads back).
@@ -34,6 +35,16 @@ def _add_lists(own: list[int], other: list[int]) -> None:
     own.extend([0] * (len(other) - len(own)))
     for i, value in enumerate(other):
         own[i] += value
+
+
+@dataclass
+class PositionRate(JsonRecord):
+    """Of the drafts that reached draft position `position` (1-based), how many were accepted."""
+
+    position: int
+    offered: int
+    accepted: int
+    rate: float | None  # None when no draft reached the position
 
 
 @dataclass
@@ -120,10 +131,10 @@ class AcceptanceStats:
             for a, o in zip(self.position_accepted, self.position_offered, strict=True)
         ]
 
-    def position_table(self) -> list[dict[str, Any]]:
-        """`profile`'s per-position rows: position, offered, accepted, rate."""
+    def position_table(self) -> list[PositionRate]:
+        """`profile`'s per-position rows."""
         return [
-            {"position": i + 1, "offered": o, "accepted": a, "rate": rate}
+            PositionRate(i + 1, o, a, rate)
             for i, (o, a, rate) in enumerate(
                 zip(self.position_offered, self.position_accepted, self.position_rates, strict=True)
             )
