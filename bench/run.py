@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from decbench.cli.batch_render import crossover_text
-from decbench.compare import CompareSummary, RunStore, make_plan, run_compare
+from decbench.compare import CompareSummary, Plan, RunStore, make_plan, run_compare
 from decbench.compare.batching import Crossover, run_batch_compare
 from decbench.compare.plot import plot_batch_curve
 from decbench.compare.store import write_atomic
@@ -72,7 +72,7 @@ def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
     return load_profile(str(local) if local.is_file() else name, overrides)
 
 
-def entry_plan(entry: dict[str, Any], plan_dir: Path) -> dict[str, Any]:
+def entry_plan(entry: dict[str, Any], plan_dir: Path) -> Plan:
     """The compare plan of one plan.toml entry: its profiles, suite selection and repeats."""
     profiles = [build_profile(name, entry, plan_dir) for name in entry["profiles"]]
     suite = get_suite(entry.get("suite", "spec-bench-mini"))

@@ -131,7 +131,7 @@ def decode_fields(cls: type, data: Any, where: str, path: str) -> Any:
         elif "codec" in f.metadata and value is not None:
             try:
                 kwargs[name] = f.metadata["codec"][1](value)
-            except (TypeError, ValueError, KeyError) as e:
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
                 raise _fail(where, inner, f"not readable: {e!r}") from e
         else:
             kwargs[name] = decode(_hints(cls)[name], value, where, inner)

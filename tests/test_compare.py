@@ -191,7 +191,7 @@ def test_plan_validates_baseline_and_counts():
     with pytest.raises(ConfigError, match="--repeat must be >= 1"):
         make_plan(profiles, tiny_suite(), repeat=0)
     plan = make_plan(profiles, tiny_suite(), baseline="pld", repeat=2)
-    assert plan["baseline"] == "pld" and len(plan["suite"]["samples"]) == 3
+    assert plan.baseline == "pld" and len(plan.samples) == 3
 
 
 # -- the loop on tiny models ------------------------------------------------------------------------

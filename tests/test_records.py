@@ -154,3 +154,28 @@ def test_a_stored_profile_report_loads_and_is_written_back_unchanged():
     # a method that drafts nothing has none of the draft-only numbers, in the file either
     plain = Prediction(drafts=False, expected_tokens_per_step=1.0, leviathan_speedup=1.0)
     assert "alpha" not in plain.to_json() and Prediction.from_json(plain.to_json()) == plain
+
+
+# -- plans -----------------------------------------------------------------------------------------
+def test_a_stored_plan_loads_and_is_written_back_unchanged(tmp_path):
+    from decbench.compare import Plan, make_plan
+    from decbench.compare.store import read_plan
+    from decbench.profiles import method_profile
+    from tests.tiny_sessions import tiny_suite
+
+    data = stored("run.json")
+    plan = Plan.from_json(data, "run.json")
+    assert plan.labels == ["greedy", "pld", "momentum", "greedy-2"]
+    assert plan.profiles[1].profile.options.k == 4 and [s.id for s in plan.samples] == [
+        "a-1",
+        "b-1",
+    ]
+    assert same_text(plan.to_json(), data)
+    made = make_plan([method_profile("greedy"), method_profile("pld")], tiny_suite(), repeat=2)
+    assert Plan.from_json(made.to_json()).to_json() == made.to_json()
+    (tmp_path / "run.json").write_text(json.dumps({**data, "schema": "decbench/compare/v1"}))
+    with pytest.raises(ConfigError, match="expected schema decbench/compare-run/v1"):
+        read_plan(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({**data, "repeat": "2"}))
+    with pytest.raises(ConfigError, match=r"run.json: repeat: expected an integer, got a string"):
+        read_plan(tmp_path)

@@ -210,10 +210,14 @@ def test_parse_shard():
 
 
 def test_merge_refuses_another_plan_and_bad_arguments(tmp_path, monkeypatch, capsys):
+    from decbench.compare import make_plan
     from decbench.compare.store import RunStore
+    from decbench.profiles import method_profile
+    from tests.tiny_sessions import tiny_suite
 
     def folder(name, repeat):
-        plan = {"created": name, "repeat": repeat, "suite": {"samples": []}, "profiles": []}
+        plan = make_plan([method_profile("greedy")], tiny_suite(), repeat=repeat)
+        plan.created = name
         RunStore.create(tmp_path / name, plan)
         return tmp_path / name
 

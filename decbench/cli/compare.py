@@ -23,6 +23,7 @@ from decbench.cli.output import Mode, Output
 from decbench.cli.progress import ProgressDisplay
 from decbench.compare import (
     CompareSummary,
+    Plan,
     RunStore,
     check_same_plan,
     make_plan,
@@ -303,7 +304,7 @@ def _plan(
     baseline: str | None,
     flags: o.ProfileFlags,
     sweeps: list[str] | None = None,
-) -> dict[str, Any]:
+) -> Plan:
     """The plan the options describe: profiles (files, then --method names, each expanded by
     --sweep), suite, selection."""
     specs = [(None, name) for name in profiles or []] + [(name, None) for name in methods or []]

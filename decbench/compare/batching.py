@@ -36,6 +36,7 @@ from typing import Any
 from decbench.compare.conversation import encode_turn
 from decbench.compare.divergence import NEAR_TIE, step_logits
 from decbench.compare.harness import Contender, open_contenders
+from decbench.compare.plan import Plan, plan_profiles
 from decbench.compare.stats import Spread, spread
 from decbench.constraints.build import SAMPLE
 from decbench.decoders.base import Request
@@ -154,11 +155,9 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def check_batch_plan(plan: dict[str, Any]) -> None:
+def check_batch_plan(plan: Plan) -> None:
     """Refuse, before loading anything, a profile whose method does not batch or whose
     constraint comes from each sample (a batch shares one constraint setting)."""
-    from decbench.compare import plan_profiles
-
     labels, profiles = plan_profiles(plan)
     for label, profile in zip(labels, profiles, strict=True):
         check_batches(get_decoder(profile.method), backend=profile.backend.name)
@@ -170,22 +169,20 @@ def check_batch_plan(plan: dict[str, Any]) -> None:
 
 
 def run_batch_compare(
-    plan: dict[str, Any],
+    plan: Plan,
     sizes: list[int],
     progress: Callable[[str], None] = lambda _m: None,
     contenders: list[Contender] | None = None,
 ) -> BatchSummary:
     """Measure every profile of `plan` at every batch size; returns the batch-compare summary."""
-    from decbench.compare import plan_profiles, plan_samples
-
     check_batch_plan(plan)
     labels, profiles = plan_profiles(plan)
-    baseline = plan["baseline"]
+    baseline = plan.baseline
     contenders = contenders or open_contenders(labels, profiles, progress)
     for contender in contenders:
         check_batches(type(contender.session.decoder), contender.session.target)
     warm_batch_widths(contenders, max(sizes), progress)
-    samples = plan_samples(plan)
+    samples = plan.samples
     prompts = {
         c.label: [encode_turn(c.session.target, c.profile, [s.turns[0]], []) for s in samples]
         for c in contenders
@@ -196,9 +193,9 @@ def run_batch_compare(
     for size in sizes:
         groups = [list(range(i, min(i + size, len(samples)))) for i in range(0, len(samples), size)]
         for contender in contenders:
-            for _ in range(plan["warmup"]):
+            for _ in range(plan.warmup):
                 run_group(contender, prompts[contender.label][:size], WARMUP_TOKENS)
-        for repeat in range(plan["repeat"]):
+        for repeat in range(plan.repeat):
             for g, group in enumerate(groups):
                 for contender in contenders:
                     ids = [prompts[contender.label][i] for i in group]
@@ -214,12 +211,12 @@ def run_batch_compare(
     check_exactness(runs, single, contenders, prompts, baseline, samples)
     base = profiles[labels.index(baseline)]
     return BatchSummary(
-        suite=SuiteInfo.from_json({k: v for k, v in plan["suite"].items() if k != "samples"}),
+        suite=plan.suite.info(),
         samples=[s.id for s in samples],
         baseline=baseline,
         batch_sizes=sizes,
-        repeat=plan["repeat"],
-        warmup=plan["warmup"],
+        repeat=plan.repeat,
+        warmup=plan.warmup,
         profiles=[
             BatchProfile(label, p.method, dataclasses.asdict(p.options))
             for label, p in zip(labels, profiles, strict=True)

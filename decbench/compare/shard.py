@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from decbench.compare.plan import Plan
 from decbench.compare.store import (
     SAMPLES_FILE,
     RunStore,
@@ -163,7 +164,7 @@ class RankStore(RunStore):
     them and to pair with them) and appends its own to ranks/rank-R.jsonl. It never writes the
     summary; rank 0 does after the merge."""
 
-    def __init__(self, folder: Path, plan: dict[str, Any], ranks: Ranks) -> None:
+    def __init__(self, folder: Path, plan: Plan, ranks: Ranks) -> None:
         # no RunStore.__init__: the answer files are rank 0's, rewritten after the merge
         self.folder, self.plan, self.ranks = folder, plan, ranks
         path = self.samples_path
@@ -207,7 +208,7 @@ def wait_for_ranks(
         time.sleep(POLL_S)
 
 
-def merge_ranks(folder: Path, plan: dict[str, Any]) -> RunStore:
+def merge_ranks(folder: Path, plan: Plan) -> RunStore:
     """Rank 0, after every rank is done (or a one-process --resume that finds rank files):
     every record into samples.jsonl in plan order (atomically) and the answer files rewritten
     from them; then the rank files go."""
@@ -219,10 +220,10 @@ def merge_ranks(folder: Path, plan: dict[str, Any]) -> RunStore:
     return store
 
 
-def in_plan_order(records: list[dict[str, Any]], plan: dict[str, Any]) -> list[dict[str, Any]]:
+def in_plan_order(records: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
     """Repeat by repeat, sample by sample, profile by profile, as one process runs them."""
-    samples = {s["id"]: i for i, s in enumerate(plan["suite"]["samples"])}
-    labels = {p["label"]: i for i, p in enumerate(plan["profiles"])}
+    samples = {s.id: i for i, s in enumerate(plan.samples)}
+    labels = {label: i for i, label in enumerate(plan.labels)}
 
     def place(record: dict[str, Any]) -> tuple[int, int, int]:
         sample = samples.get(str(record["sample_id"]), len(samples))
@@ -290,7 +291,7 @@ def merge_folders(folders: list[Path], out: Path) -> tuple[RunStore, int]:
         raise ConfigError("--merge needs at least two run folders")
     plans = [read_plan(folder.expanduser(), "--merge") for folder in folders]
     for folder, plan in zip(folders[1:], plans[1:], strict=True):
-        found = plan_difference(plans[0], plan)
+        found = plan_difference(plans[0].to_json(), plan.to_json())
         if found:
             raise ConfigError(
                 f"--merge: {folder} was made with another plan than {folders[0]} ({found})"
@@ -307,7 +308,7 @@ def merge_folders(folders: list[Path], out: Path) -> tuple[RunStore, int]:
 
 # -- one sharded compare ---------------------------------------------------------------------
 def run_sharded(
-    plan: dict[str, Any],
+    plan: Plan,
     folder: Path,
     resume: bool,
     ranks: Ranks,
@@ -317,7 +318,7 @@ def run_sharded(
 ) -> tuple[CompareSummary, RunStore] | None:
     """This rank's share of the plan into `folder`; on rank 0 the merged (summary, store) once
     every rank is done, on the others None."""
-    from decbench.compare import plan_profiles, run_compare, summarize
+    from decbench.compare import run_compare, summarize
 
     if ranks.main:  # the folder and its plan exist before any rank starts
         if resume:
@@ -326,8 +327,7 @@ def run_sharded(
             RunStore.create(folder, plan)
     ranks.barrier()
     plan = read_plan(folder.expanduser())
-    _, profiles = plan_profiles(plan)
-    ranks.place(profiles[0].backend.device)
+    ranks.place(plan.profiles[0].profile.backend.device)
     store = RankStore(folder.expanduser(), plan, ranks)
     before = len(store.records)
     run_compare(plan, store, progress, on_event, baseline, share=ranks.share)

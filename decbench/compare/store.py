@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from decbench.compare.answers import AnswerFiles
+from decbench.compare.plan import Plan
 from decbench.errors import ConfigError
+from decbench.jsonrecord import read_json
 
 if TYPE_CHECKING:
     from decbench.compare.summary import CompareSummary
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
 SUMMARY_FILE = "summary.json"
-SCHEMA_RUN = "decbench/compare-run/v1"
 
 RecordKey = tuple[str, str, int]  # (profile label, sample id, repeat)
 
@@ -51,7 +52,7 @@ def write_atomic(path: Path, data: Any) -> None:
 class RunStore:
     """One output folder. `create` starts a run; `resume` reopens one."""
 
-    def __init__(self, folder: Path, plan: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    def __init__(self, folder: Path, plan: Plan, records: list[dict[str, Any]]) -> None:
         self.folder = folder
         self.plan = plan
         self.records = records
@@ -63,7 +64,7 @@ class RunStore:
         return self.folder / SAMPLES_FILE
 
     @classmethod
-    def create(cls, folder: Path, plan: dict[str, Any]) -> RunStore:
+    def create(cls, folder: Path, plan: Plan) -> RunStore:
         folder = folder.expanduser()
         if (folder / SAMPLES_FILE).is_file() and (folder / SAMPLES_FILE).stat().st_size:
             raise ConfigError(
@@ -74,7 +75,7 @@ class RunStore:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"--output: cannot create folder {folder}: {e.strerror}") from e
-        write_atomic(folder / RUN_FILE, {"schema": SCHEMA_RUN, **plan})
+        write_atomic(folder / RUN_FILE, plan.to_json())
         (folder / SAMPLES_FILE).touch()
         return cls(folder, plan, [])
 
@@ -106,19 +107,12 @@ class RunStore:
         return path
 
 
-def read_plan(folder: Path, flag: str = "--resume") -> dict[str, Any]:
+def read_plan(folder: Path, flag: str = "--resume") -> Plan:
     """The plan stored in a run folder's run.json (`flag` names the option in errors)."""
     run_file = folder / RUN_FILE
     if not run_file.is_file():
         raise ConfigError(f"{flag}: {folder} has no {RUN_FILE}; is it a compare --output?")
-    try:
-        plan = json.loads(run_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{run_file}: not valid JSON: {e.msg}") from e
-    if plan.get("schema") != SCHEMA_RUN:
-        raise ConfigError(f"{run_file}: expected schema {SCHEMA_RUN}, got {plan.get('schema')}")
-    plan.pop("schema")
-    return plan
+    return Plan.from_json(read_json(run_file), str(run_file))
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from decbench.compare.harness import planned_keys
+from decbench.compare.plan import Plan, plan_profiles
 from decbench.compare.shard import RanksSummary
 from decbench.compare.stats import OVERALL, GroupMetrics, ProfileResults, aggregate
 from decbench.compare.store import SUMMARY_FILE, record_key
@@ -79,32 +81,28 @@ def read_summary(folder: Path) -> CompareSummary:
 
 
 def summarize(
-    plan: dict[str, Any],
+    plan: Plan,
     records: list[dict[str, Any]],
     output_dir: Path | None = None,
     baseline: str | None = None,
 ) -> CompareSummary:
     """The decbench/compare/v1 summary: a pure function of the plan and the records."""
-    from decbench.compare import plan_profiles, plan_samples
-    from decbench.compare.harness import planned_keys
-
     labels, profiles = plan_profiles(plan)
-    baseline = baseline or plan["baseline"]
+    baseline = baseline or plan.baseline
     if baseline not in labels:
         raise unknown("baseline", baseline, labels, where="--baseline")
-    suite = SuiteInfo.from_json({k: v for k, v in plan["suite"].items() if k != "samples"})
-    samples = plan_samples(plan)
-    expected = len(planned_keys(labels, samples, plan["repeat"]))
+    suite = plan.suite.info()
+    expected = len(planned_keys(labels, plan.samples, plan.repeat))
     base_profile = profiles[labels.index(baseline)]
     return CompareSummary(
         suite=suite,
-        selection=plan.get("selection", {}),
+        selection=plan.selection,
         baseline=baseline,
         profiles=[
             profile_entry(label, p, records) for label, p in zip(labels, profiles, strict=True)
         ],
-        repeat=plan["repeat"],
-        warmup=plan["warmup"],
+        repeat=plan.repeat,
+        warmup=plan.warmup,
         complete=len({record_key(r) for r in records}) >= expected,
         records=len(records),
         expected_records=expected,

@@ -131,3 +131,10 @@ class Suite:
         if samples:
             data["samples"] = [s.to_dict() for s in self.samples]
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Suite:
+        """Back from `to_dict(samples=True)`; categories, count and checksum follow from the
+        samples."""
+        samples = [Sample.from_dict(s) for s in data["samples"]]
+        return cls(str(data["name"]), str(data["description"]), str(data["source"]), samples)
