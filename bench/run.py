@@ -105,7 +105,7 @@ def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: boo
             r = event.record
             say(
                 f"  [{event.done}/{event.total}] {event.label} {event.sample_id}: "
-                f"{sum(r['new_tokens'])} tokens, {r['tokens_per_s']:.1f} tok/s"
+                f"{sum(r.new_tokens)} tokens, {r.tokens_per_s:.1f} tok/s"
             )
 
     start = time.perf_counter()

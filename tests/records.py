@@ -5,9 +5,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from decbench.compare.harness import SampleRecord
+from decbench.compare.memory import PeakMemory
 from decbench.compare.stats import GroupMetrics, ProfileResults
 from decbench.compare.summary import CompareSummary, ProfileEntry
+from decbench.metrics.acceptance import AcceptanceStats
 from decbench.suites import SuiteInfo
+
+
+def sample_record(profile: str = "m", sample_id: str = "s", repeat: int = 0, **values: Any):
+    """A one-turn record of `profile` on `sample_id`; `token_ids` set the turns (and the token
+    counts follow them unless given); `stats` may be a dict of totals."""
+    token_ids = values.pop("token_ids", [[1, 2, 3]])
+    stats = values.pop("stats", None)
+    if isinstance(stats, dict):
+        stats = AcceptanceStats.from_totals(stats)
+    turns = len(token_ids)
+    fields: dict[str, Any] = {
+        "profile": profile,
+        "method": profile,
+        "profile_source": profile,
+        "lossless": True,
+        "reference": False,
+        "model": "tiny",
+        "sample_id": sample_id,
+        "category": "c",
+        "repeat": repeat,
+        "prompts": ["prompt"] * turns,
+        "turns": ["answer"] * turns,
+        "token_ids": token_ids,
+        "prompt_tokens": [5] * turns,
+        "new_tokens": [len(ids) for ids in token_ids],
+        "wall_time": [1.0] * turns,
+        "decoding_steps": [len(ids) for ids in token_ids],
+        "forward_calls": [len(ids) for ids in token_ids],
+        "accept_lengths": [1 for ids in token_ids for _ in ids],
+        "finish_reasons": ["length"] * turns,
+        "ttft_s": [0.1] * turns,
+        "tokens_per_s": 1.0,
+        "stats": stats or AcceptanceStats(),
+        "phases": {},
+        "memory": PeakMemory("rss", 100.0, 5.0),
+        "params": {},
+        "sampling": {},
+        "generation": {},
+        "environment": {},
+        "finished_at": "2026-01-01T00:00:00+00:00",
+    }
+    return SampleRecord(**{**fields, **values})
 
 
 def group_metrics(**values: Any) -> GroupMetrics:

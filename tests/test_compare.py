@@ -28,6 +28,7 @@ from decbench.compare.store import read_records
 from decbench.errors import ConfigError
 from decbench.profiles import method_profile
 from decbench.suites import get_suite
+from tests.records import sample_record
 from tests.tiny_sessions import ByteTokenizer, contender, tiny_suite, tiny_target
 
 
@@ -45,23 +46,22 @@ def rec(
     accepted=0,
     forwards=None,
 ):
-    return {
-        "profile": profile,
-        "sample_id": sample,
-        "repeat": repeat,
-        "category": category,
-        "new_tokens": [tokens],
-        "wall_time": [seconds],
-        "token_ids": [ids if ids is not None else list(range(tokens))],
-        "stats": {
+    return sample_record(
+        profile,
+        sample,
+        repeat,
+        category=category,
+        new_tokens=[tokens],
+        wall_time=[seconds],
+        token_ids=[ids if ids is not None else list(range(tokens))],
+        stats={
             "steps": steps or tokens,
             "emitted": tokens,
             "drafted": drafted,
             "accepted": accepted,
         },
-        "forward_calls": [forwards if forwards is not None else tokens],
-        "memory": {"peak_mb": 100.0, "peak_delta_mb": 5.0},
-    }
+        forward_calls=[forwards if forwards is not None else tokens],
+    )
 
 
 def test_spread():
@@ -113,9 +113,9 @@ def test_exact_match_and_first_divergence():
 
 def test_multi_turn_divergence_counts_over_all_turns():
     b = rec("b", "s", 0, 4, 1.0)
-    b["token_ids"] = [[1, 2], [3, 4]]
+    b.token_ids = [[1, 2], [3, 4]]
     m = rec("m", "s", 0, 4, 1.0)
-    m["token_ids"] = [[1, 2], [3, 7]]
+    m.token_ids = [[1, 2], [3, 7]]
     assert exact_match([m], {("s", 0): b}).first_divergence.min == 3
 
 
@@ -147,8 +147,8 @@ def test_forwards_per_token_are_pooled_per_category_and_overall():
         rec("m", "y1", 0, 8, 1.0, category="y", forwards=2),
         rec("m", "z1", 0, 0, 1.0, category="z", forwards=0),  # nothing generated
     ]
-    records[2]["new_tokens"] = [5, 3]  # two turns: forwards and tokens sum over both
-    records[2]["forward_calls"] = [1, 1]
+    records[2].new_tokens = [5, 3]  # two turns: forwards and tokens sum over both
+    records[2].forward_calls = [1, 1]
     results = aggregate(records, ["m"], "m", ["x", "y", "z", "empty"])["m"]
     x = results.categories["x"]
     # pooled: 20 forwards / 40 tokens, not the mean of the per-record ratios (1 + 1/3) / 2
@@ -164,7 +164,7 @@ def test_forwards_per_token_are_pooled_per_category_and_overall():
 
 def test_records_without_forward_calls_give_no_ratio():
     old = rec("m", "x1", 0, 10, 1.0)
-    del old["forward_calls"]  # written before decbench counted forwards
+    old.forward_calls = None  # written before decbench counted forwards
     metrics = aggregate([old, rec("m", "x2", 0, 10, 1.0)], ["m"], "m", ["c"])["m"].overall
     assert metrics.forward_calls is None and metrics.forward_calls_per_token is None
 
@@ -208,7 +208,7 @@ def tiny_plan(contenders, repeat=1):
 def test_interleaved_records_with_spec_bench_fields(tiny_contenders):
     plan = tiny_plan(tiny_contenders, repeat=2)
     summary, records = run_compare(plan, contenders=tiny_contenders)
-    order = [(r["repeat"], r["sample_id"], r["profile"]) for r in records]
+    order = [(r.repeat, r.sample_id, r.profile) for r in records]
     assert order[:4] == [
         (0, "a-1", "greedy"),
         (0, "a-1", "pld"),
@@ -217,8 +217,8 @@ def test_interleaved_records_with_spec_bench_fields(tiny_contenders):
     ]
     assert len(records) == 2 * 3 * 2
     for r in records:
-        assert r["schema"] == SCHEMA_SAMPLE
-        turns = len(r["prompts"])
+        assert r.schema == SCHEMA_SAMPLE
+        turns = len(r.prompts)
         for field in (
             "turns",
             "new_tokens",
@@ -227,12 +227,12 @@ def test_interleaved_records_with_spec_bench_fields(tiny_contenders):
             "token_ids",
             "finish_reasons",
         ):
-            assert len(r[field]) == turns, field
-        assert r["new_tokens"] == [len(ids) for ids in r["token_ids"]]
-        assert sum(r["accept_lengths"]) == sum(r["new_tokens"])
-        assert len(r["accept_lengths"]) == sum(r["decoding_steps"])
-        assert r["stats"]["emitted"] == sum(r["new_tokens"])
-        json.dumps(r)  # plain data
+            assert len(getattr(r, field)) == turns, field
+        assert r.new_tokens == [len(ids) for ids in r.token_ids]
+        assert sum(r.accept_lengths) == sum(r.new_tokens)
+        assert len(r.accept_lengths) == sum(r.decoding_steps)
+        assert r.stats.emitted == sum(r.new_tokens)
+        json.dumps(r.to_json())  # plain data
     # greedy is lossless for PLD: every pair identical
     assert summary.overall("pld").exact_match.rate == 1.0
     assert summary.overall("pld").speedup.n == 6
@@ -249,11 +249,11 @@ def test_forward_calls_count_target_forwards_with_prefill():
     ]
     summary, records = run_compare(tiny_plan(contenders), contenders=contenders)
     for r in records:
-        assert len(r["forward_calls"]) == len(r["prompts"])
-        if r["method"] == "greedy":  # the prefill yields token 1, one forward each after it
-            assert r["forward_calls"] == r["new_tokens"]
+        assert len(r.forward_calls) == len(r.prompts)
+        if r.method == "greedy":  # the prefill yields token 1, one forward each after it
+            assert r.forward_calls == r.new_tokens
         else:  # the prefill is the first step, then one verifying target forward per step
-            assert r["forward_calls"] == r["decoding_steps"]
+            assert r.forward_calls == r.decoding_steps
     results = summary.results
     for group in ("copy", "chat"):
         assert results["greedy"].categories[group].forward_calls_per_token == 1.0
@@ -299,12 +299,12 @@ def test_turn_two_follows_the_models_own_answer(tiny_contenders):
     greedy = tiny_contenders[0]
     plan = tiny_plan(tiny_contenders)
     _, records = run_compare(plan, contenders=tiny_contenders)
-    chat = next(r for r in records if r["sample_id"] == "b-1" and r["profile"] == "greedy")
+    chat = next(r for r in records if r.sample_id == "b-1" and r.profile == "greedy")
     expected = encode_turn(
-        greedy.session.target, greedy.profile, ["hi there", "and again"], [chat["turns"][0]]
+        greedy.session.target, greedy.profile, ["hi there", "and again"], [chat.turns[0]]
     )
-    assert chat["prompt_tokens"][1] == len(expected)
-    assert chat["prompt_tokens"][1] > chat["prompt_tokens"][0]
+    assert chat.prompt_tokens[1] == len(expected)
+    assert chat.prompt_tokens[1] > chat.prompt_tokens[0]
 
 
 def test_encode_turn_builds_the_conversation_for_chat_templates():
@@ -365,11 +365,11 @@ def test_interrupted_run_keeps_records_and_resumes(tmp_path, tiny_contenders):
         c.session.decoder.generate = counting
     _, records = run_compare(resumed.plan, resumed, contenders=tiny_contenders)
     assert len(records) == 6
-    assert len({(r["profile"], r["sample_id"], r["repeat"]) for r in records}) == 6
+    assert len({(r.profile, r.sample_id, r.repeat) for r in records}) == 6
     # left: pld on a-2 (one turn), greedy and pld on b-1 (two turns each), two warm-ups
     assert len(ran) == 1 + 2 + 2 + 2
     on_disk = read_records(folder / "samples.jsonl")
-    assert [r["sample_id"] for r in on_disk] == [r["sample_id"] for r in records]
+    assert [r.sample_id for r in on_disk] == [r.sample_id for r in records]
     final = json.loads((folder / "summary.json").read_text())
     assert final["complete"] is True and final["records"] == 6
     assert final["results"]["pld"]["overall"]["exact_match"]["rate"] == 1.0

@@ -29,6 +29,7 @@ from decbench.errors import ConfigError
 from decbench.sampler import target_distribution
 from decbench.settings import SamplingSettings
 from tests.conftest import TINY_VOCAB, make_request, runner_for, tiny_llama
+from tests.records import sample_record
 
 EOS = 1  # the tiny models' EOS
 
@@ -295,16 +296,17 @@ def test_compare_pools_constraint_metrics_over_turns():
     from decbench.compare.stats import constraint_metrics
 
     turn = {"kind": "allow", "satisfied": True, "mask_s": 0.002, "drafted": 8, "pruned": 2}
+    ten = [list(range(10))]
     records = [
-        {"constraint": [turn], "decoding_steps": [10], "wall_time": [1.0]},
-        {"constraint": [{**turn, "satisfied": False}], "decoding_steps": [10], "wall_time": [1.0]},
+        sample_record(constraint=[turn], token_ids=ten, wall_time=[1.0]),
+        sample_record(constraint=[{**turn, "satisfied": False}], token_ids=ten, wall_time=[1.0]),
     ]
     m = constraint_metrics(records)
     assert m.satisfied == 0.5 and m.outputs == 2
     assert m.mask_ms_per_step == pytest.approx(0.2)  # 4 ms over 20 steps
     assert m.mask_share == pytest.approx(0.002)  # 4 ms of 2 s
     assert m.pruned_share == pytest.approx(0.25)
-    assert constraint_metrics([{"constraint": [{}], "decoding_steps": [3]}]) is None
+    assert constraint_metrics([sample_record(constraint=[{}])]) is None
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -168,9 +168,9 @@ def test_json_extraction_suite_answers_validate_under_their_schemas(default_sess
     contender = Contender("pld", profile, opened, {})
     for sample in get_suite("json-extraction").samples[:3]:
         record = run_sample(contender, sample, repeat=0)
-        (text,) = record["turns"]
+        (text,) = record.turns
         assert json_valid(text, json.loads(sample.schema)), (sample.id, text)
-        assert record["constraint"][0]["satisfied"]
+        assert record.constraint[0]["satisfied"]
 
 
 @pytest.mark.model

@@ -9,7 +9,9 @@ from decbench.cli.compare_render import divergences
 from decbench.compare import divergence as dv
 from decbench.compare import make_plan, run_compare
 from decbench.compare.conversation import encode_turn
+from decbench.jsonrecord import ABSENT
 from decbench.profiles import method_profile
+from tests.records import sample_record
 from tests.tiny_sessions import contender, tiny_suite, tiny_target
 
 GREEDY = method_profile("greedy", [("generation", "max_new_tokens", 12)])
@@ -35,26 +37,27 @@ def run_pair(method_target, repeat=1):
 
 def test_a_real_divergence_is_not_a_near_tie():
     base_target, summary, records = run_pair(tiny_target(seed=1))
-    base = {r["sample_id"]: r for r in records if r["profile"] == "greedy"}
-    others = [r for r in records if r["profile"] == "greedy-2"]
-    assert all(r["divergence"] for r in others)  # another model: every sample differs
-    assert all("divergence" not in r for r in base.values())
+    base = {r.sample_id: r for r in records if r.profile == "greedy"}
+    others = [r for r in records if r.profile == "greedy-2"]
+    assert all(r.divergence for r in others)  # another model: every sample differs
+    assert all(r.divergence is ABSENT for r in base.values())
+    assert all("divergence" not in r.to_json() for r in base.values())
     for record in others:
-        d = record["divergence"]
-        theirs = base[record["sample_id"]]
-        assert d["against"] == "greedy"
-        assert d["baseline_token"] == theirs["token_ids"][d["turn"]][d["position"]]
-        assert d["token"] == record["token_ids"][d["turn"]][d["position"]]
-        if d["turn"] == 0:  # the baseline's own logits there, recomputed independently
-            prompt = encode_turn(base_target, GREEDY, theirs["prompts"][:1], [])
-            ids = prompt + theirs["token_ids"][0][: d["position"]]
+        d = record.divergence
+        theirs = base[record.sample_id]
+        assert d.against == "greedy"
+        assert d.baseline_token == theirs.token_ids[d.turn][d.position]
+        assert d.token == record.token_ids[d.turn][d.position]
+        if d.turn == 0:  # the baseline's own logits there, recomputed independently
+            prompt = encode_turn(base_target, GREEDY, theirs.prompts[:1], [])
+            ids = prompt + theirs.token_ids[0][: d.position]
             with torch.inference_mode():
                 logits = base_target.model(torch.tensor([ids])).logits[0, -1]
-            assert logits.argmax().item() == d["baseline_token"]
-            expected = (logits[d["baseline_token"]] - logits[d["token"]]).item()
-            assert abs(d["gap"] - expected) < 1e-4
-        assert d["gap"] >= d["margin"] - 1e-6 > 0
-        assert d["near_tie"] is False
+            assert logits.argmax().item() == d.baseline_token
+            expected = (logits[d.baseline_token] - logits[d.token]).item()
+            assert abs(d.gap - expected) < 1e-4
+        assert d.gap >= d.margin - 1e-6 > 0
+        assert d.near_tie is False
     first = summary.overall("greedy-2").exact_match.first_divergence
     assert first.not_near_ties == len(others) and first.near_ties == 0
     line = divergences(summary).plain
@@ -68,8 +71,8 @@ def test_near_tie_is_reported_as_such(monkeypatch):
 
     monkeypatch.setattr(dv, "step_logits", flat)
     _, summary, records = run_pair(tiny_target(seed=1))
-    diagnosed = [r["divergence"] for r in records if r.get("divergence")]
-    assert diagnosed and all(d["near_tie"] and d["margin"] == 0 for d in diagnosed)
+    diagnosed = [r.divergence for r in records if r.divergence]
+    assert diagnosed and all(d.near_tie and d.margin == 0 for d in diagnosed)
     n = len(diagnosed)
     assert (
         divergences(summary).plain == f"greedy-2: {n} divergences, all near-ties (margin < 0.001)"
@@ -79,10 +82,10 @@ def test_near_tie_is_reported_as_such(monkeypatch):
 def test_identical_runs_and_sampled_runs_get_no_diagnosis():
     same = tiny_target(seed=0)
     _, summary, records = run_pair(same)
-    assert all(r.get("divergence") is None for r in records)
+    assert all(not r.divergence for r in records)
     assert divergences(summary) is None
-    record = {"sampling": {"temperature": 0.7}, "token_ids": [[1]]}
-    assert dv.diagnose(record, {"sampling": {}, "token_ids": [[2]]}, same, None) is None
+    record = sample_record(sampling={"temperature": 0.7}, token_ids=[[1]])
+    assert dv.diagnose(record, sample_record(token_ids=[[2]]), same, None) is None
 
 
 def test_all_near_ties_line():

@@ -11,6 +11,7 @@ from decbench.errors import ConfigError
 from decbench.metrics.quality import exact_answer, normalize_answer, quality_report
 from decbench.suites import get_suite
 from decbench.suites.parallel import KINDS, prompts, training_items
+from tests.records import sample_record
 
 
 def test_the_suite_has_every_kind_and_answers_computed_from_the_items():
@@ -158,8 +159,9 @@ def test_answer_agreement_with_greedy_compares_normalised_first_lines():
 
     def record(sample, ids, text):
         quality = [quality_report(ids)]
-        return {"sample_id": sample, "repeat": 0, "token_ids": [ids], "turns": [text],
-                "quality": quality, "lossless": False}  # fmt: skip
+        return sample_record(
+            "m", sample, token_ids=[ids], turns=[text], quality=quality, lossless=False
+        )
 
     greedy = {("s1", 0): record("s1", [1, 2], "Paris."), ("s2", 0): record("s2", [5], "42")}
     method = [record("s1", [1, 3], "paris\nmore"), record("s2", [6], "41")]

@@ -28,6 +28,7 @@ from decbench.compare.profiling import (
 )
 from decbench.metrics.acceptance import AcceptanceStats
 from decbench.profiles import method_profile
+from tests.records import sample_record
 from tests.tiny_sessions import contender, tiny_suite, tiny_target
 
 
@@ -96,14 +97,8 @@ def test_predict_without_drafts():
 
 
 def test_phase_breakdown_and_positions():
-    records = [
-        {
-            "wall_time": [1.0],
-            "new_tokens": [10],
-            "phases": {"prefill": 0.2, "verify": 0.5, "draft": 0.1, "tokenize": 0.05},
-            "stats": {},
-        }
-    ]
+    phases = {"prefill": 0.2, "verify": 0.5, "draft": 0.1, "tokenize": 0.05}
+    records = [sample_record(wall_time=[1.0], token_ids=[list(range(10))], phases=phases)]
     phases = phase_breakdown(records)
     assert next(iter(phases)) == "verify"
     assert phases["other"].seconds == pytest.approx(0.2)  # 1.0 - (0.2 + 0.5 + 0.1)

@@ -23,6 +23,7 @@ from decbench.metrics.quality import (
     text_metrics,
 )
 from tests.conftest import runner_for, tiny_llama
+from tests.records import sample_record
 
 
 def test_rep_n_of_an_alternating_sequence():
@@ -176,14 +177,14 @@ def test_compare_reports_quality_per_method():
     plan = make_plan([c.profile for c in contenders], tiny_suite(), warmup=0)
     summary, records = run_compare(plan, contenders=contenders)
     for record in records:
-        assert len(record["quality"]) == len(record["turns"])
-        for turn, ids in zip(record["quality"], record["token_ids"], strict=True):
+        assert len(record.quality) == len(record.turns)
+        for turn, ids in zip(record.quality, record.token_ids, strict=True):
             assert turn["length"] == len(ids)
             assert turn["rep_2"] == rep_n(ids, 2)
             assert turn["coherence"] < 0
     greedy = summary.overall("greedy").quality
     momentum = summary.overall("momentum").quality
-    turns = [t for r in records if r["profile"] == "greedy" for t in r["quality"]]
+    turns = [t for r in records if r.profile == "greedy" for t in r.quality]
     assert greedy.rep_2 == pytest.approx(sum(t["rep_2"] for t in turns) / len(turns))
     assert greedy.agreement_with_greedy is None  # greedy is lossless: nothing to agree with
     agreement_ = momentum.agreement_with_greedy
@@ -207,14 +208,9 @@ def test_text_quality_on_hand_made_records():
 
     def record(sample, ids, method="m"):
         quality = [text_metrics(ids)]
-        return {
-            "sample_id": sample,
-            "repeat": 0,
-            "method": method,
-            "lossless": False,
-            "token_ids": [ids],
-            "quality": quality,
-        }
+        return sample_record(
+            method, sample, method=method, lossless=False, token_ids=[ids], quality=quality
+        )
 
     greedy = {("s1", 0): record("s1", [1, 2, 1, 2]), ("s2", 0): record("s2", [5, 6, 7])}
     method = [record("s1", [1, 2, 3, 4]), record("s2", [5, 6, 7])]
@@ -227,8 +223,9 @@ def test_text_quality_on_hand_made_records():
         "identical": 0.5,
         "match_fraction": pytest.approx((0.5 + 1.0) / 2),
         "first_divergence_median": 2.0,
+        "answer_agreement": 1.0,  # both records answer "answer"
     }
-    assert text_quality([{"sample_id": "s", "repeat": 0, "token_ids": [[1]]}], None) is None
+    assert text_quality([sample_record(token_ids=[[1]])], None) is None
 
 
 def test_open_ended_suite():

@@ -179,3 +179,49 @@ def test_a_stored_plan_loads_and_is_written_back_unchanged(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({**data, "repeat": "2"}))
     with pytest.raises(ConfigError, match=r"run.json: repeat: expected an integer, got a string"):
         read_plan(tmp_path)
+
+
+# -- sample records --------------------------------------------------------------------------------
+def test_stored_records_load_and_are_written_back_unchanged(tmp_path):
+    from decbench.compare.harness import SampleRecord
+    from decbench.compare.store import read_records
+
+    lines = (DATA / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    records = read_records(DATA / "samples.jsonl")
+    assert [json.dumps(r.to_json()) for r in records] == lines
+    assert all(SampleRecord.from_json(r.to_json()) == r for r in records)
+    by_label = {r.profile: r for r in records if r.sample_id == "a-1"}
+    # the baseline's records are not compared (no key); a compared one has a diagnosis or null
+    assert by_label["greedy"].divergence is ABSENT
+    assert by_label["greedy-2"].divergence.against == "greedy"
+    assert by_label["pld"].divergence is None and "divergence" in by_label["pld"].to_json()
+    assert by_label["pld"].stats.steps == sum(by_label["pld"].decoding_steps)
+
+
+def test_a_record_written_before_later_keys_loads_without_them(tmp_path):
+    """Records from before forward_calls, proposer, constraint and quality were recorded."""
+    from decbench.compare import summarize
+    from decbench.compare.store import read_plan, read_records
+
+    old = [json.loads(line) for line in (DATA / "samples.jsonl").read_text().splitlines()]
+    for data in old:
+        for key in ("forward_calls", "proposer", "constraint", "quality", "divergence"):
+            data.pop(key, None)
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(d) + "\n" for d in old))
+    (tmp_path / "run.json").write_bytes((DATA / "run.json").read_bytes())
+    records = read_records(tmp_path / "samples.jsonl")
+    assert [r.to_json() for r in records] == old  # written back without the keys
+    summary = summarize(read_plan(tmp_path), records)
+    assert summary.overall("pld").forward_calls_per_token is None
+    assert summary.overall("pld").quality is None and summary.overall("pld").constraint is None
+
+
+def test_a_damaged_record_names_its_line_and_key(tmp_path):
+    from decbench.compare.store import read_records
+
+    lines = (DATA / "samples.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["wall_time"] = ["fast"]
+    (tmp_path / "samples.jsonl").write_text(lines[0] + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ConfigError, match=r"samples\.jsonl:2: wall_time\[0\]: expected a number"):
+        read_records(tmp_path / "samples.jsonl")

@@ -26,6 +26,7 @@ from decbench.compare.shard import (
 )
 from decbench.compare.store import SAMPLES_FILE, read_plan, read_records
 from decbench.errors import ConfigError
+from tests.records import sample_record
 from tests.test_compare import run_cli
 
 COMPARE = ["compare", "greedy", "pld", "--suite", "spec-bench-mini", "--limit", "1", "-n", "6"]
@@ -61,9 +62,9 @@ def test_plan_difference_names_the_key():
 
 
 def test_unique_keeps_the_first_copy():
-    a = {"profile": "g", "sample_id": "s", "repeat": 0, "n": 1}
-    b = {"profile": "g", "sample_id": "s", "repeat": 0, "n": 2}
-    c = {"profile": "p", "sample_id": "s", "repeat": 0, "n": 3}
+    a = sample_record("g", "s", 0, tokens_per_s=1.0)
+    b = sample_record("g", "s", 0, tokens_per_s=2.0)
+    c = sample_record("p", "s", 0, tokens_per_s=3.0)
     assert unique([a, b, c]) == [a, c]
 
 
@@ -118,8 +119,7 @@ def single(args: list[str]) -> subprocess.CompletedProcess:
 
 def tokens(folder: Path) -> dict[tuple, list]:
     return {
-        (r["profile"], r["sample_id"], r["repeat"]): r["token_ids"]
-        for r in read_records(folder / SAMPLES_FILE)
+        (r.profile, r.sample_id, r.repeat): r.token_ids for r in read_records(folder / SAMPLES_FILE)
     }
 
 
@@ -143,9 +143,9 @@ def test_two_ranks_merge_into_one_run_with_the_same_tokens(tiny_model_dir, refer
     )
     records = read_records(folder / SAMPLES_FILE)
     assert len(records) == len(unique(records)) == summary["expected_records"]
-    assert {r["environment"]["rank"] for r in records} == {0, 1}
-    for sample in {r["sample_id"] for r in records}:  # every profile of a prompt on one rank
-        assert len({r["environment"]["rank"] for r in records if r["sample_id"] == sample}) == 1
+    assert {r.environment["rank"] for r in records} == {0, 1}
+    for sample in {r.sample_id for r in records}:  # every profile of a prompt on one rank
+        assert len({r.environment["rank"] for r in records if r.sample_id == sample}) == 1
     assert tokens(folder) == tokens(reference_run)
     assert not list((folder / "ranks").glob("rank-*"))  # merged and removed
     plan = read_plan(folder)
@@ -162,18 +162,18 @@ def test_resume_under_the_launcher_runs_only_what_is_missing(reference_run, tmp_
     shutil.copytree(reference_run, folder)
     records = read_records(folder / SAMPLES_FILE)
     kept, in_rank_file = records[:3], records[3:5]
-    (folder / SAMPLES_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    (folder / SAMPLES_FILE).write_text("".join(json.dumps(r.to_json()) + "\n" for r in kept))
     (folder / "ranks").mkdir()
-    cut = json.dumps(records[5])[:40]  # a record the kill left half written
+    cut = json.dumps(records[5].to_json())[:40]  # a record the kill left half written
     (folder / "ranks" / "rank-1.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in in_rank_file) + cut
+        "".join(json.dumps(r.to_json()) + "\n" for r in in_rank_file) + cut
     )
     launch(["compare", "--resume", str(folder), "--json"])
     after = read_records(folder / SAMPLES_FILE)
     assert len(after) == len(records) == len(unique(after))
     assert tokens(folder) == tokens(reference_run)
-    untouched = {json.dumps(r, sort_keys=True) for r in kept + in_rank_file}
-    assert untouched <= {json.dumps(r, sort_keys=True) for r in after}  # not run again
+    untouched = {json.dumps(r.to_json(), sort_keys=True) for r in kept + in_rank_file}
+    assert untouched <= {json.dumps(r.to_json(), sort_keys=True) for r in after}  # not run again
 
 
 @pytest.mark.model

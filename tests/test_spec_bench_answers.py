@@ -5,6 +5,7 @@ CLI end to end (tiny models, then one short run of the default model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from decbench.compare.speed_report import speed_report
 from decbench.compare.store import read_records
 from decbench.errors import ConfigError
 from decbench.suites import get_suite
+from tests.records import sample_record
 from tests.tiny_sessions import contender, tiny_target
 
 FIXTURE = Path(__file__).parent / "data" / "spec_bench_question.jsonl"
@@ -155,20 +157,19 @@ def test_speed_report_errors_name_the_file(hand_answers, tmp_path):
 
 # -- answer lines from records ---------------------------------------------------------------------
 def test_answer_row_has_spec_bench_shape():
-    record = {
-        "profile": "pld",
-        "sample_id": "481",
-        "category": "rag",
-        "repeat": 0,
-        "model": "smollm2-135m",
-        "environment": {"dtype": "float32"},
-        "finished_at": "2026-12-04T18:00:00+00:00",
-        "turns": ["an answer"],
-        "decoding_steps": [2],
-        "new_tokens": [5],
-        "wall_time": [0.25],
-        "accept_lengths": [3, 2],
-    }
+    record = sample_record(
+        "pld",
+        "481",
+        category="rag",
+        model="smollm2-135m",
+        environment={"dtype": "float32"},
+        finished_at="2026-12-04T18:00:00+00:00",
+        turns=["an answer"],
+        decoding_steps=[2],
+        new_tokens=[5],
+        wall_time=[0.25],
+        accept_lengths=[3, 2],
+    )
     row = answer_row(record)
     assert list(row) == ROW_KEYS
     assert row["question_id"] == 481 and row["model_id"] == "smollm2-135m-pld-float32"
@@ -184,7 +185,7 @@ def test_answer_row_has_spec_bench_shape():
     ]
     assert row["tstamp"] == 1796407200.0
     assert len(row["answer_id"]) == 22 and answer_row(record)["answer_id"] == row["answer_id"]
-    assert answer_id({**record, "repeat": 1}) != row["answer_id"]
+    assert answer_id(dataclasses.replace(record, repeat=1)) != row["answer_id"]
     assert [question_id(s) for s in ("7", "007", "t-1", "-3")] == [7, "007", "t-1", "-3"]
 
 
@@ -197,22 +198,22 @@ def tiny_spec_bench_run():
     return contenders, plan
 
 
-def check_answer_files(folder: Path, records: list[dict], labels=("greedy", "pld")) -> None:
+def check_answer_files(folder: Path, records: list, labels=("greedy", "pld")) -> None:
     """One line per record, in the plan's order, with the record's own measurements."""
     for repeat in (0, 1):
         orders = []
         for label in labels:
             rows = lines(folder / "spec-bench" / f"run_{repeat + 1}" / f"{label}.jsonl")
-            own = [r for r in records if r["profile"] == label and r["repeat"] == repeat]
+            own = [r for r in records if r.profile == label and r.repeat == repeat]
             assert len(rows) == len(own)
             for row, record in zip(rows, own, strict=True):
                 assert list(row) == ROW_KEYS and list(row["choices"][0]) == CHOICE_KEYS
-                assert row["question_id"] == int(record["sample_id"])
-                assert row["category"] == record["category"]
+                assert row["question_id"] == int(record.sample_id)
+                assert row["category"] == record.category
                 choice = row["choices"][0]
                 for key in CHOICE_KEYS[1:]:
-                    assert choice[key] == record[key], key
-                assert len(choice["turns"]) == len(record["prompts"])
+                    assert choice[key] == getattr(record, key), key
+                assert len(choice["turns"]) == len(record.prompts)
                 assert sum(choice["accept_lengths"]) == sum(choice["new_tokens"])
             orders.append([r["question_id"] for r in rows])
         assert orders[0] == orders[1]  # equal.py compares the files line by line
@@ -238,11 +239,11 @@ def test_compare_output_writes_answer_files(tmp_path, tiny_spec_bench_run):
     assert overall["questions"] == [4, 4]
     per_run = []
     for repeat in (0, 1):
-        pld = [r for r in records if r["profile"] == "pld" and r["repeat"] == repeat]
-        per_run.append(sum(sum(r["new_tokens"]) / sum(r["wall_time"]) for r in pld) / len(pld))
+        pld = [r for r in records if r.profile == "pld" and r.repeat == repeat]
+        per_run.append(sum(sum(r.new_tokens) / sum(r.wall_time) for r in pld) / len(pld))
     assert overall["tokens_per_s"]["mean"] == pytest.approx(sum(per_run) / 2)
-    pld = [r for r in records if r["profile"] == "pld"]
-    steps = [a for r in pld for a in r["accept_lengths"]]
+    pld = [r for r in records if r.profile == "pld"]
+    steps = [a for r in pld for a in r.accept_lengths]
     assert report["methods"]["pld"]["overall"]["mat"] == pytest.approx(sum(steps) / len(steps))
     assert report["methods"]["pld"]["overall"]["mat"] > 1  # the fixture's prompts repeat text
 
@@ -317,12 +318,12 @@ def test_spec_bench_question_file_to_speed_report(monkeypatch, capsys, tmp_path)
     assert "re-tokenized by smollm2-135m" in json.loads(out)["baseline_tokens"]
 
 
-def check_answer_files_single(folder: Path, records: list[dict]) -> None:
+def check_answer_files_single(folder: Path, records: list) -> None:
     for label in ("greedy", "pld"):
         rows = lines(folder / "spec-bench" / "run_1" / f"{label}.jsonl")
         assert [r["question_id"] for r in rows] == [481, 482]
-        own = [r for r in records if r["profile"] == label]
-        assert [r["choices"][0]["new_tokens"] for r in rows] == [r["new_tokens"] for r in own]
+        own = [r for r in records if r.profile == label]
+        assert [r["choices"][0]["new_tokens"] for r in rows] == [r.new_tokens for r in own]
     greedy = lines(folder / "spec-bench" / "run_1" / "greedy.jsonl")
     pld = lines(folder / "spec-bench" / "run_1" / "pld.jsonl")
     # PLD is lossless under greedy: equal.py would say "Result totally Equal!"

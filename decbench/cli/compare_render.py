@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from decbench.compare.harness import SampleRecord
 from decbench.compare.stats import ExactMatch, FirstDivergence, GroupMetrics, Spread
 from decbench.compare.summary import CompareSummary
 
@@ -233,12 +234,12 @@ def footnote(summary: CompareSummary) -> Text:
     return Text(text, style="dim")
 
 
-def side_by_side(summary: CompareSummary, records: list[dict[str, Any]], count: int) -> list[Any]:
+def side_by_side(summary: CompareSummary, records: list[SampleRecord], count: int) -> list[Any]:
     """The outputs of every profile for the first `count` samples (repeat 0), one table per
     sample, one column per profile, with whether each matches the baseline."""
     labels = summary.labels
-    first = {(r["profile"], r["sample_id"]): r for r in records if r["repeat"] == 0}
-    sample_ids = list(dict.fromkeys(r["sample_id"] for r in records if r["repeat"] == 0))
+    first = {(r.profile, r.sample_id): r for r in records if r.repeat == 0}
+    sample_ids = list(dict.fromkeys(r.sample_id for r in records if r.repeat == 0))
     views = []
     for sample_id in sample_ids[:count]:
         table = Table(
@@ -248,9 +249,9 @@ def side_by_side(summary: CompareSummary, records: list[dict[str, Any]], count: 
             table.add_column(f"{label}\n[dim]{_verdict(summary, label, sample_id)}[/dim]", ratio=1)
         present = [first.get((label, sample_id)) for label in labels]
         some = next(r for r in present if r is not None)
-        for turn, prompt in enumerate(some["prompts"]):
+        for turn, prompt in enumerate(some.prompts):
             table.add_row(*[Text(f"user: {_clip(prompt)}", style="dim")] * len(labels))
-            table.add_row(*[Text(r["turns"][turn]) if r else Text("-") for r in present])
+            table.add_row(*[Text(r.turns[turn]) if r else Text("-") for r in present])
         views.append(table)
     return [Group(*views)] if views else []
 

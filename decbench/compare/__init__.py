@@ -11,12 +11,12 @@ second, tokens counted from generated ids; see decbench/compare/stats.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from decbench.compare.harness import (
     SCHEMA_SAMPLE,
     Contender,
     Event,
+    SampleRecord,
     open_contenders,
     planned_keys,
     run_interleaved,
@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "Plan",
     "RunStore",
+    "SampleRecord",
     "check_same_plan",
     "make_plan",
     "plan_profiles",
@@ -51,7 +52,7 @@ def run_compare(
     baseline: str | None = None,
     contenders: list[Contender] | None = None,
     share: Callable[[list[Sample]], list[Sample]] | None = None,
-) -> tuple[CompareSummary, list[dict[str, Any]]]:
+) -> tuple[CompareSummary, list[SampleRecord]]:
     """Run what is left of the plan and return (summary, all records). With a store, each record
     is made durable as it finishes; on Ctrl-C a partial summary is written before re-raising.
     `contenders` may be passed already opened (in plan order) to keep using them afterwards.
@@ -62,7 +63,7 @@ def run_compare(
     samples = plan.samples
     if share is not None:
         samples = share(samples)
-    records: list[dict[str, Any]] = store.records if store else []
+    records: list[SampleRecord] = store.records if store else []
     done = {record_key(r) for r in records}
     keep = store.append if store else records.append
     planned = {(label, s.id, r) for r, s, label in planned_keys(labels, samples, plan.repeat)}

@@ -34,7 +34,10 @@ import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decbench.compare.harness import SampleRecord
 
 ANSWERS_DIR = "spec-bench"
 CHOICE_FIELDS = ("turns", "decoding_steps", "new_tokens", "wall_time", "accept_lengths")
@@ -56,19 +59,18 @@ def question_id(sample_id: str) -> int | str:
     return int(sample_id) if sample_id.isdigit() and str(int(sample_id)) == sample_id else sample_id
 
 
-def model_id(record: dict[str, Any]) -> str:
+def model_id(record: SampleRecord) -> str:
     """`<model>-<profile label>-<dtype>`, like Spec-Bench's `vicuna-7b-v1.3-pld-float16`."""
-    model = str(record["model"]).rstrip("/").rsplit("/", 1)[-1]
-    dtype = record.get("environment", {}).get("dtype")
-    return "-".join(str(part) for part in (model, record["profile"], dtype) if part)
+    model = record.model.rstrip("/").rsplit("/", 1)[-1]
+    dtype = record.environment.get("dtype")
+    return "-".join(str(part) for part in (model, record.profile, dtype) if part)
 
 
-def answer_id(record: dict[str, Any]) -> str:
+def answer_id(record: SampleRecord) -> str:
     """22 characters of shortuuid's alphabet, fixed by the record (profile, sample, repeat,
     finish time), so that a rewritten file keeps its ids."""
-    key = "\0".join(
-        str(record.get(k)) for k in ("profile", "sample_id", "repeat", "finished_at", "model")
-    )
+    parts = (record.profile, record.sample_id, record.repeat, record.finished_at, record.model)
+    key = "\0".join(str(part) for part in parts)
     number = int.from_bytes(hashlib.sha256(key.encode()).digest(), "big")
     chars = []
     for _ in range(ID_LENGTH):
@@ -77,19 +79,19 @@ def answer_id(record: dict[str, Any]) -> str:
     return "".join(chars)
 
 
-def timestamp(record: dict[str, Any]) -> float | None:
-    finished = record.get("finished_at")
+def timestamp(record: SampleRecord) -> float | None:
+    finished = record.finished_at
     return datetime.fromisoformat(finished).timestamp() if finished else None
 
 
-def answer_row(record: dict[str, Any]) -> dict[str, Any]:
+def answer_row(record: SampleRecord) -> dict[str, Any]:
     """One Spec-Bench answer line from one decbench/sample/v1 record."""
     choice: dict[str, Any] = {"index": 0}
     for name in CHOICE_FIELDS:
-        choice[name] = list(record[name])
+        choice[name] = list(getattr(record, name))
     return {
-        "question_id": question_id(str(record["sample_id"])),
-        "category": record["category"],
+        "question_id": question_id(record.sample_id),
+        "category": record.category,
         "answer_id": answer_id(record),
         "model_id": model_id(record),
         "choices": [choice],
@@ -103,21 +105,21 @@ class AnswerFiles:
     def __init__(self, output_dir: Path) -> None:
         self.folder = output_dir / ANSWERS_DIR
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: SampleRecord) -> None:
         """Append the answer line of one finished record and make it durable."""
-        path = answer_path(self.folder, str(record["profile"]), int(record["repeat"]))
+        path = answer_path(self.folder, record.profile, record.repeat)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(answer_row(record)) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
-    def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
+    def rewrite(self, records: Iterable[SampleRecord]) -> None:
         """Replace every answer file by the lines of `records` (in their order), atomically per
         file; answer files no record backs any more are removed."""
         lines: dict[Path, list[str]] = {}
         for record in records:
-            path = answer_path(self.folder, str(record["profile"]), int(record["repeat"]))
+            path = answer_path(self.folder, record.profile, record.repeat)
             lines.setdefault(path, []).append(json.dumps(answer_row(record)))
         stale = set(self.folder.glob("run_*/*.jsonl")) - set(lines)
         for path, rows in lines.items():

@@ -21,7 +21,7 @@ far below `NEAR_TIE`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,6 +29,9 @@ from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
 from decbench.jsonrecord import OMIT_NONE, JsonRecord
 from decbench.profiles import Profile
+
+if TYPE_CHECKING:
+    from decbench.compare.harness import SampleRecord
 
 NEAR_TIE = 1e-3  # logits closer than this are a tie up to the rounding of another sum order
 
@@ -60,30 +63,30 @@ def first_difference(ids: list[list[int]], base: list[list[int]]) -> tuple[int, 
     return None
 
 
-def greedy_record(record: dict[str, Any]) -> bool:
-    return float(record.get("sampling", {}).get("temperature", 0.0)) <= 0.0
+def greedy_record(record: SampleRecord) -> bool:
+    return float(record.sampling.get("temperature", 0.0)) <= 0.0
 
 
 def diagnose(
-    record: dict[str, Any],
-    baseline: dict[str, Any],
+    record: SampleRecord,
+    baseline: SampleRecord,
     target: ModelRunner,
     profile: Profile,
-) -> dict[str, Any] | None:
+) -> Divergence | None:
     """The divergence of `record` from `baseline` (same sample and repeat), read on the
     baseline's `target` with the baseline's `profile`; None when the tokens are identical or
     either run sampled."""
     if not (greedy_record(record) and greedy_record(baseline)):
         return None
-    where = first_difference(record["token_ids"], baseline["token_ids"])
+    where = first_difference(record.token_ids, baseline.token_ids)
     if where is None:
         return None
     turn, position = where
-    mine, theirs = record["token_ids"][turn], baseline["token_ids"][turn]
+    mine, theirs = record.token_ids[turn], baseline.token_ids[turn]
     token = mine[position] if position < len(mine) else None
     base_token = theirs[position] if position < len(theirs) else None
-    turns = list(baseline["prompts"][: turn + 1])
-    prefix = encode_turn(target, profile, turns, list(baseline["turns"][:turn]))
+    turns = list(baseline.prompts[: turn + 1])
+    prefix = encode_turn(target, profile, turns, list(baseline.turns[:turn]))
     logits = step_logits(target, prefix + theirs[:position])
     top = logits.topk(2).values.tolist()
     gap = None
@@ -91,16 +94,16 @@ def diagnose(
         gap = float(logits[base_token] - logits[token])
     # a length mismatch (a stop in one run only) has no pair of tokens: judged by the margin
     tie_by = gap if gap is not None else top[0] - top[1]
-    return {
-        "turn": turn,
-        "position": position,
-        "index": sum(len(t) for t in baseline["token_ids"][:turn]) + position,  # over all turns
-        "token": token,
-        "baseline_token": base_token,
-        "margin": top[0] - top[1],
-        "gap": gap,
-        "near_tie": tie_by < NEAR_TIE,
-    }
+    return Divergence(
+        turn=turn,
+        position=position,
+        index=sum(len(t) for t in baseline.token_ids[:turn]) + position,
+        token=token,
+        baseline_token=base_token,
+        margin=top[0] - top[1],
+        gap=gap,
+        near_tie=tie_by < NEAR_TIE,
+    )
 
 
 @torch.inference_mode()

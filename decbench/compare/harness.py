@@ -16,11 +16,12 @@ from typing import Any
 
 from decbench.backends.runner import ModelRunner
 from decbench.compare.conversation import encode_turn
-from decbench.compare.divergence import diagnose
-from decbench.compare.memory import MemoryProbe
+from decbench.compare.divergence import Divergence, diagnose
+from decbench.compare.memory import MemoryProbe, PeakMemory
 from decbench.constraints.base import Constraint
 from decbench.constraints.build import SAMPLE, sample_schema
 from decbench.errors import ConfigError
+from decbench.jsonrecord import ABSENT, OMIT_NONE, Absent, JsonRecord, codec
 from decbench.measure import Measurement, measure, timed_ids
 from decbench.measure import warm_up as measure_warm_up
 from decbench.metrics.acceptance import AcceptanceStats
@@ -31,6 +32,66 @@ from decbench.run import Session, check_profile, open_session
 from decbench.suites import Sample
 
 SCHEMA_SAMPLE = "decbench/sample/v1"
+
+
+@dataclass(kw_only=True)
+class SampleRecord(JsonRecord):
+    """One run of one sample by one profile (decbench/sample/v1, a line of samples.jsonl;
+    docs/compare.md lists the fields). It also carries Spec-Bench's answer fields: `turns`,
+    `new_tokens`, `wall_time`, `decoding_steps` and `accept_lengths`."""
+
+    schema: str = SCHEMA_SAMPLE
+    profile: str  # the label
+    method: str
+    profile_source: str
+    lossless: bool
+    reference: bool  # a reference implementation (transformers' own)
+    model: str
+    sample_id: str
+    category: str
+    repeat: int
+    prompts: list[str]  # [turns] the user turns
+    turns: list[str]  # [turns] the answer texts
+    token_ids: list[list[int]]  # [turns][new tokens]
+    prompt_tokens: list[int]  # [turns]
+    new_tokens: list[int]  # [turns]
+    wall_time: list[float]  # [turns] seconds
+    decoding_steps: list[int]  # [turns] target steps
+    # [turns] target forwards, prefill included (None: a record written before they were counted)
+    forward_calls: list[int] | None = field(default=None, metadata=OMIT_NONE)
+    accept_lengths: list[int]  # [steps] tokens committed per target step, over all turns
+    finish_reasons: list[str]  # [turns]
+    ttft_s: list[float]  # [turns]
+    tokens_per_s: float  # all new tokens over all wall time
+    # summed over the turns; in JSON the summable counts (AcceptanceStats.totals)
+    stats: AcceptanceStats = field(
+        metadata=codec(AcceptanceStats.totals, AcceptanceStats.from_totals)
+    )
+    proposer: dict[str, Any] | Absent | None = ABSENT  # the proposer's own report
+    # [turns] metrics/constraint.py, {} when unconstrained (None: an older record)
+    constraint: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
+    phases: dict[str, float]  # seconds per phase, summed over the turns
+    memory: PeakMemory
+    params: dict[str, Any]  # the method's options
+    sampling: dict[str, Any]
+    generation: dict[str, Any]
+    environment: dict[str, Any]
+    finished_at: str  # ISO time
+    # [turns] metrics/quality.py, scored after the timed run (None: an older record)
+    quality: list[dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
+    # against the baseline's record of the same sample and repeat; null when identical or
+    # sampled, absent when not compared (the baseline's own records)
+    divergence: Divergence | Absent | None = ABSENT
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """(profile label, sample id, repeat): what identifies a record in a run."""
+        return (self.profile, self.sample_id, self.repeat)
+
+    @property
+    def all_token_ids(self) -> list[int]:
+        """The generated ids of every turn, in order."""
+        return [token for turn in self.token_ids for token in turn]
 
 
 @dataclass
@@ -49,7 +110,7 @@ class Event:
     total: int  # records planned
     label: str
     sample_id: str
-    record: dict[str, Any] | None = None
+    record: SampleRecord | None = None
 
 
 def unique_labels(profiles: list[Profile]) -> list[str]:
@@ -153,7 +214,7 @@ def generate_turn(
     return measure(session, request)
 
 
-def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, Any]:
+def run_sample(contender: Contender, sample: Sample, repeat: int) -> SampleRecord:
     """All turns of one sample, each following this method's own earlier answers."""
     results: list[GenerationResult] = []
     walls: list[float] = []
@@ -169,7 +230,7 @@ def run_sample(contender: Contender, sample: Sample, repeat: int) -> dict[str, A
             forwards.append(turn.forward_calls)
             answers.append(turn.result.text)
     record = build_record(contender, sample, repeat, results, walls, memory.result(), forwards)
-    record["quality"] = score_turns(contender, sample, results)
+    record.quality = score_turns(contender, sample, results)
     return record
 
 
@@ -207,52 +268,50 @@ def build_record(
     repeat: int,
     results: list[GenerationResult],
     walls: list[float],
-    memory: dict[str, Any],
+    memory: PeakMemory,
     forwards: list[int],
-) -> dict[str, Any]:
-    """A decbench/sample/v1 record. It also carries Spec-Bench's answer fields: `turns` (answer
-    texts), `new_tokens`, `wall_time`, `decoding_steps` (per turn) and `accept_lengths` (tokens
-    committed per target step, over all turns). `forward_calls` (per turn) counts the target
-    model's forwards during `generate`, prefill included."""
+) -> SampleRecord:
+    """The record of one sample's turns; `forward_calls` (per turn) counts the target model's
+    forwards during `generate`, prefill included."""
     phases: dict[str, float] = {}
     for r in results:
         for name, seconds in r.timings.phases.items():
             phases[name] = phases.get(name, 0.0) + seconds
     spec = contender.session.decoder.spec
-    return {
-        "schema": SCHEMA_SAMPLE,
-        "profile": contender.label,
-        "method": contender.profile.method,
-        "profile_source": contender.profile.source,
-        "lossless": contender.session.decoder.is_lossless(contender.profile.options),
-        "reference": spec.reference,
-        "model": contender.profile.model.name,
-        "sample_id": sample.id,
-        "category": sample.category,
-        "repeat": repeat,
-        "prompts": list(sample.turns),
-        "turns": [r.text for r in results],
-        "token_ids": [r.token_ids for r in results],
-        "prompt_tokens": [r.prompt_tokens for r in results],
-        "new_tokens": [len(r.token_ids) for r in results],
-        "wall_time": walls,
-        "decoding_steps": [len(r.steps) for r in results],
-        "forward_calls": list(forwards),
-        "accept_lengths": [s.emitted for r in results for s in r.steps],
-        "finish_reasons": [r.finish_reason for r in results],
-        "ttft_s": [r.timings.ttft_s for r in results],
-        "tokens_per_s": sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
-        "stats": AcceptanceStats.from_steps(s for r in results for s in r.steps).totals(),
-        "proposer": results[-1].stats.get("proposer") if results else None,  # its own report
-        "constraint": [r.constraint for r in results],  # per turn; {} when unconstrained
-        "phases": phases,
-        "memory": memory,
-        "params": dataclasses.asdict(contender.profile.options),
-        "sampling": dataclasses.asdict(contender.profile.sampling),
-        "generation": dataclasses.asdict(contender.profile.generation),
-        "environment": contender.environment,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    steps = AcceptanceStats.from_steps(s for r in results for s in r.steps)
+    return SampleRecord(
+        profile=contender.label,
+        method=contender.profile.method,
+        profile_source=contender.profile.source,
+        lossless=contender.session.decoder.is_lossless(contender.profile.options),
+        reference=spec.reference,
+        model=contender.profile.model.name,
+        sample_id=sample.id,
+        category=sample.category,
+        repeat=repeat,
+        prompts=list(sample.turns),
+        turns=[r.text for r in results],
+        token_ids=[r.token_ids for r in results],
+        prompt_tokens=[r.prompt_tokens for r in results],
+        new_tokens=[len(r.token_ids) for r in results],
+        wall_time=walls,
+        decoding_steps=[len(r.steps) for r in results],
+        forward_calls=list(forwards),
+        accept_lengths=[s.emitted for r in results for s in r.steps],
+        finish_reasons=[r.finish_reason for r in results],
+        ttft_s=[r.timings.ttft_s for r in results],
+        tokens_per_s=sum(len(r.token_ids) for r in results) / max(sum(walls), 1e-12),
+        stats=AcceptanceStats.from_totals(steps.totals()),  # the counts the record stores
+        proposer=results[-1].stats.get("proposer") if results else None,
+        constraint=[r.constraint for r in results],
+        phases=phases,
+        memory=memory,
+        params=dataclasses.asdict(contender.profile.options),
+        sampling=dataclasses.asdict(contender.profile.sampling),
+        generation=dataclasses.asdict(contender.profile.generation),
+        environment=contender.environment,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -269,10 +328,10 @@ def run_interleaved(
     repeat: int,
     warmup: int,
     done: set[tuple[str, str, int]],
-    on_record: Callable[[dict[str, Any]], None],
+    on_record: Callable[[SampleRecord], None],
     on_event: Callable[[Event], None] = lambda _e: None,
     baseline: str | None = None,
-    earlier: list[dict[str, Any]] | None = None,
+    earlier: list[SampleRecord] | None = None,
 ) -> None:
     """Run every planned (repeat, sample, profile) not in `done`; hand each finished record to
     `on_record` at once (which stores it durably) before starting the next. A greedy record that
@@ -282,9 +341,7 @@ def run_interleaved(
     by_label = {c.label: c for c in contenders}
     if baseline in by_label:  # the baseline first in each group, so its record is there to judge by
         by_label = {baseline: by_label[baseline], **by_label}
-    base_records = {
-        (r["sample_id"], r["repeat"]): r for r in earlier or [] if r["profile"] == baseline
-    }
+    base_records = {(r.sample_id, r.repeat): r for r in earlier or [] if r.profile == baseline}
     plan = planned_keys(list(by_label), samples, repeat)
     todo = [(r, s, label) for r, s, label in plan if (label, s.id, r) not in done]
     finished = len(plan) - len(todo)
@@ -303,7 +360,7 @@ def run_interleaved(
         elif (base := base_records.get((sample.id, r))) is not None and baseline in by_label:
             judge = by_label[baseline]
             found = diagnose(record, base, judge.session.target, judge.profile)
-            record["divergence"] = found and {**found, "against": baseline}
+            record.divergence = found and dataclasses.replace(found, against=baseline)
         on_record(record)
         finished += 1
         on_event(Event("record", finished, len(plan), label, sample.id, record))

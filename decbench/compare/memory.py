@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from decbench.jsonrecord import JsonRecord
+
 MB = 1024 * 1024
 
 
@@ -38,6 +40,13 @@ def _lifetime_peak_mb() -> float:
 
 
 @dataclass
+class PeakMemory(JsonRecord):
+    kind: str  # cuda_allocated | rss | rss_lifetime_peak
+    peak_mb: float
+    peak_delta_mb: float | None  # None where the peak cannot be reset per run
+
+
+@dataclass
 class MemoryProbe:
     device: torch.device
     kind: str = ""
@@ -60,14 +69,14 @@ class MemoryProbe:
     def __exit__(self, *exc) -> None:
         return None
 
-    def result(self) -> dict[str, float | str | None]:
-        """{"kind", "peak_mb", "peak_delta_mb"}: the peak during the run and its rise over the
-        memory in use when the run started (model weights are in the latter)."""
+    def result(self) -> PeakMemory:
+        """The peak during the run and its rise over the memory in use when the run started
+        (model weights are in the latter)."""
         if self.kind == "cuda_allocated":
             peak = torch.cuda.max_memory_allocated(self.device) / MB
-            return {"kind": self.kind, "peak_mb": peak, "peak_delta_mb": peak - self.start_mb}
+            return PeakMemory(self.kind, peak, peak - self.start_mb)
         hwm = _status_kb("VmHWM") if self.reset else None
         if hwm is None:
-            return {"kind": self.kind, "peak_mb": _lifetime_peak_mb(), "peak_delta_mb": None}
+            return PeakMemory(self.kind, _lifetime_peak_mb(), None)
         peak = hwm / 1024
-        return {"kind": self.kind, "peak_mb": peak, "peak_delta_mb": max(0.0, peak - self.start_mb)}
+        return PeakMemory(self.kind, peak, max(0.0, peak - self.start_mb))

@@ -33,11 +33,11 @@ import torch
 
 from decbench.backends.runner import ModelRunner
 from decbench.backends.timing import PhaseTimer
-from decbench.compare.harness import Contender, generate_turn
+from decbench.compare.harness import Contender, SampleRecord, generate_turn
 from decbench.compare.stats import ExactMatch, Spread, merged_stats
 from decbench.compare.summary import CompareSummary
 from decbench.errors import ConfigError, RunError
-from decbench.jsonrecord import OMIT_NONE, JsonRecord
+from decbench.jsonrecord import ABSENT, OMIT_NONE, JsonRecord
 from decbench.measure import forward_seconds
 from decbench.metrics.acceptance import AcceptanceStats, PositionRate
 from decbench.profiles import TABLES, Profile, build
@@ -65,24 +65,20 @@ class PhaseShare(JsonRecord):
     ms_per_token: float
 
 
-def _drafted(default: Any = None) -> Any:  # a number the model has only for methods that draft
-    return field(default=default, metadata=OMIT_NONE)
-
-
 @dataclass(kw_only=True)
 class Prediction(JsonRecord):
     """The analytic speedups of the module docstring, and what was measured."""
 
     drafts: bool  # False: the method drafted nothing, and the model predicts 1.0
-    alpha: float | None = _drafted()
-    k: float | None = _drafted()
-    drafting_share: float | None = _drafted()
-    c: float | None = _drafted()
-    t1_ms: float | None = _drafted()
-    mean_verified_tokens: float | None = _drafted()
+    alpha: float | None = field(default=None, metadata=OMIT_NONE)
+    k: float | None = field(default=None, metadata=OMIT_NONE)
+    drafting_share: float | None = field(default=None, metadata=OMIT_NONE)
+    c: float | None = field(default=None, metadata=OMIT_NONE)
+    t1_ms: float | None = field(default=None, metadata=OMIT_NONE)
+    mean_verified_tokens: float | None = field(default=None, metadata=OMIT_NONE)
     expected_tokens_per_step: float
     leviathan_speedup: float
-    verify_aware_speedup: float | None = _drafted()
+    verify_aware_speedup: float | None = field(default=None, metadata=OMIT_NONE)
     measured_tokens_per_step: float | None = None  # MAT
     measured_speedup: Spread | None = None
     measured_speedup_total: float | None = None
@@ -192,21 +188,21 @@ def verify_cost_curve(
     ]
 
 
-def summed_phases(records: list[dict[str, Any]]) -> dict[str, float]:
+def summed_phases(records: list[SampleRecord]) -> dict[str, float]:
     phases: dict[str, float] = {}
     for record in records:
-        for name, seconds in record["phases"].items():
+        for name, seconds in record.phases.items():
             phases[name] = phases.get(name, 0.0) + seconds
     return phases
 
 
-def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, PhaseShare]:
+def phase_breakdown(records: list[SampleRecord]) -> dict[str, PhaseShare]:
     """Seconds per phase over the records, plus `other` = wall time not inside any phase (the
     decoder's own Python, cache bookkeeping, stop checks). Tokenisation happens before the clock
     starts; it is listed but is not part of the wall time."""
     phases = summed_phases(records)
-    wall = sum(sum(r["wall_time"]) for r in records)
-    tokens = sum(sum(r["new_tokens"]) for r in records)
+    wall = sum(sum(r.wall_time) for r in records)
+    tokens = sum(sum(r.new_tokens) for r in records)
     inside = sum(s for name, s in phases.items() if name != "tokenize")
     phases["other"] = max(0.0, wall - inside)
     total = wall + phases.get("tokenize", 0.0)
@@ -224,12 +220,12 @@ def phase_breakdown(records: list[dict[str, Any]]) -> dict[str, PhaseShare]:
 def report(
     label: str,
     summary: CompareSummary,
-    records: list[dict[str, Any]],
+    records: list[SampleRecord],
     curve: list[VerifyPoint],
     trace: Path | None,
 ) -> ProfileReport:
     """The decbench/profile/v1 document for profile `label` of a two-profile compare summary."""
-    own = [r for r in records if r["profile"] == label]
+    own = [r for r in records if r.profile == label]
     if not own:
         raise RunError(f"profile '{label}' recorded no runs")
     stats = merged_stats(own)
@@ -241,7 +237,7 @@ def report(
     prediction.measured_speedup_total = metrics.speedup_total
     return ProfileReport(
         profile=label,
-        method=own[0]["method"],
+        method=own[0].method,
         baseline=summary.baseline,
         suite=summary.suite,
         runs=len(own),
@@ -252,7 +248,7 @@ def report(
         exact_match=metrics.exact_match,
         phases=phase_breakdown(own),
         verify_cost=curve,
-        proposer=own[-1].get("proposer"),
+        proposer=None if own[-1].proposer is ABSENT else own[-1].proposer,
         position_acceptance=stats.position_table(),
         prediction=prediction,
         trace=str(trace) if trace else None,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from decbench.compare.harness import SampleRecord
 from decbench.compare.plan import Plan
 from decbench.compare.store import (
     SAMPLES_FILE,
@@ -140,7 +141,7 @@ def rank_path(folder: Path, rank: int, suffix: str = ".jsonl") -> Path:
     return folder / RANKS_DIR / f"rank-{rank}{suffix}"
 
 
-def all_records(folder: Path) -> list[dict[str, Any]]:
+def all_records(folder: Path) -> list[SampleRecord]:
     """samples.jsonl and every rank file, each record once (the first copy of a key wins)."""
     records = read_records(folder / SAMPLES_FILE)
     for path in sorted((folder / RANKS_DIR).glob("rank-*.jsonl")):
@@ -148,7 +149,7 @@ def all_records(folder: Path) -> list[dict[str, Any]]:
     return unique(records)
 
 
-def unique(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def unique(records: Iterable[SampleRecord]) -> list[SampleRecord]:
     seen: set[tuple] = set()
     kept = []
     for record in records:
@@ -178,8 +179,8 @@ class RankStore(RunStore):
     def samples_path(self) -> Path:
         return rank_path(self.folder, self.ranks.rank)
 
-    def append(self, record: dict[str, Any]) -> None:
-        record["environment"] = {**record["environment"], **self.ranks.environment()}
+    def append(self, record: SampleRecord) -> None:
+        record.environment = {**record.environment, **self.ranks.environment()}
         self._write(record)  # the answer files are rank 0's, after the merge
 
     def write_summary(self, summary: CompareSummary) -> Path:
@@ -220,23 +221,23 @@ def merge_ranks(folder: Path, plan: Plan) -> RunStore:
     return store
 
 
-def in_plan_order(records: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
+def in_plan_order(records: list[SampleRecord], plan: Plan) -> list[SampleRecord]:
     """Repeat by repeat, sample by sample, profile by profile, as one process runs them."""
     samples = {s.id: i for i, s in enumerate(plan.samples)}
     labels = {label: i for i, label in enumerate(plan.labels)}
 
-    def place(record: dict[str, Any]) -> tuple[int, int, int]:
-        sample = samples.get(str(record["sample_id"]), len(samples))
-        return (int(record["repeat"]), sample, labels.get(record["profile"], len(labels)))
+    def place(record: SampleRecord) -> tuple[int, int, int]:
+        sample = samples.get(record.sample_id, len(samples))
+        return (record.repeat, sample, labels.get(record.profile, len(labels)))
 
     return sorted(records, key=place)
 
 
-def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+def write_records(path: Path, records: list[SampleRecord]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, default=str) + "\n")
+            f.write(json.dumps(record.to_json(), default=str) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

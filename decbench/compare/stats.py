@@ -1,4 +1,4 @@
-"""The arithmetic of `compare`, on plain per-sample records (decbench/sample/v1).
+"""The arithmetic of `compare`, on the per-sample records (decbench/sample/v1).
 
 - Tokens are counted from generated ids (`new_tokens`), identically for every method.
 - A *pair* is the baseline's and a method's run of the same sample in the same repeat. Its
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from decbench.compare.divergence import NEAR_TIE, Divergence
+from decbench.compare.harness import SampleRecord
 from decbench.errors import ConfigError
 from decbench.jsonrecord import EMPTY_IS_NONE, OMIT_NONE, JsonRecord, decode_fields
 from decbench.metrics import quality
@@ -192,34 +193,28 @@ def spread(values: Sequence[float]) -> Spread | None:
     )
 
 
-def tokens(record: dict[str, Any]) -> int:
-    return int(sum(record["new_tokens"]))
+def tokens(record: SampleRecord) -> int:
+    return int(sum(record.new_tokens))
 
 
-def wall_time(record: dict[str, Any]) -> float:
-    return float(sum(record["wall_time"]))
+def wall_time(record: SampleRecord) -> float:
+    return float(sum(record.wall_time))
 
 
-def tokens_per_s(record: dict[str, Any]) -> float:
+def tokens_per_s(record: SampleRecord) -> float:
     seconds = wall_time(record)
     return tokens(record) / seconds if seconds > 0 else 0.0
 
 
-def flat_ids(record: dict[str, Any]) -> list[int]:
-    return [token for turn in record["token_ids"] for token in turn]
+def key(record: SampleRecord) -> Key:
+    return (record.sample_id, record.repeat)
 
 
-def key(record: dict[str, Any]) -> Key:
-    return (str(record["sample_id"]), int(record["repeat"]))
-
-
-def by_key(records: Iterable[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+def by_key(records: Iterable[SampleRecord]) -> dict[Key, SampleRecord]:
     return {key(r): r for r in records}
 
 
-def pair_speedups(
-    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
-) -> list[float]:
+def pair_speedups(method: Iterable[SampleRecord], baseline: dict[Key, SampleRecord]) -> list[float]:
     """Per pair: method tokens/s over baseline tokens/s. Unpaired records are skipped."""
     ratios = []
     for record in method:
@@ -233,7 +228,7 @@ def pair_speedups(
 
 
 def total_speedup(
-    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
+    method: Iterable[SampleRecord], baseline: dict[Key, SampleRecord]
 ) -> float | None:
     """Ratio of aggregate throughputs over the paired runs (sum tokens / sum time)."""
     pairs = [(r, baseline[key(r)]) for r in method if key(r) in baseline]
@@ -244,24 +239,22 @@ def total_speedup(
     return method_tps / base_tps if base_tps > 0 else None
 
 
-def exact_match(
-    method: Iterable[dict[str, Any]], baseline: dict[Key, dict[str, Any]]
-) -> ExactMatch:
+def exact_match(method: Iterable[SampleRecord], baseline: dict[Key, SampleRecord]) -> ExactMatch:
     matched = 0
     diverged: list[DivergedPair] = []
     for record in method:
         base = baseline.get(key(record))
         if base is None:
             continue
-        index = first_divergence(flat_ids(record), flat_ids(base))
+        index = first_divergence(record.all_token_ids, base.all_token_ids)
         if index is None:
             matched += 1
         else:
             sample_id, repeat = key(record)
             pair = DivergedPair(sample_id, repeat, index)
-            diagnosis = record.get("divergence")
-            if diagnosis and diagnosis.get("against") == base["profile"]:
-                pair.diagnosis = Divergence.from_json(diagnosis)
+            diagnosis = record.divergence
+            if diagnosis and diagnosis.against == base.profile:
+                pair.diagnosis = dataclasses.replace(diagnosis, against=None)
             diverged.append(pair)
     pairs = matched + len(diverged)
     indices = [d.index for d in diverged]
@@ -290,61 +283,60 @@ def first_divergences(diverged: list[DivergedPair], indices: list[int]) -> First
     )
 
 
-def merged_stats(records: Iterable[dict[str, Any]]) -> AcceptanceStats:
+def merged_stats(records: Iterable[SampleRecord]) -> AcceptanceStats:
     """The acceptance statistics of records (their summed `stats`), merged."""
     stats = AcceptanceStats()
     for record in records:
-        stats.merge(AcceptanceStats.from_totals(record["stats"]))
+        stats.merge(record.stats)
     return stats
 
 
-def forwards_per_token(records: Sequence[dict[str, Any]]) -> tuple[int | None, float | None]:
+def forwards_per_token(records: Sequence[SampleRecord]) -> tuple[int | None, float | None]:
     """Target-model forwards (prefill included; decbench/measure.py) and their ratio to
     generated tokens, both pooled over the records: sum of forwards / sum of new tokens. None
     when a record does not carry `forward_calls` (written before decbench counted them)."""
-    if any("forward_calls" not in r for r in records):
+    if any(r.forward_calls is None for r in records):
         return None, None
-    forwards = sum(sum(r["forward_calls"]) for r in records)
+    forwards = sum(sum(r.forward_calls or []) for r in records)
     generated = sum(tokens(r) for r in records)
     return forwards, forwards / generated if generated else None
 
 
 def text_quality(
-    records: Sequence[dict[str, Any]], greedy: dict[Key, dict[str, Any]] | None
+    records: Sequence[SampleRecord], greedy: dict[Key, SampleRecord] | None
 ) -> TextQuality | None:
     """Means over all turns of the per-turn quality metrics (decbench/metrics/quality.py),
     distinct-n with the n-grams of every output pooled, and, for lossy methods when a greedy
     profile ran, agreement with greedy's output on the same sample and repeat. None when no
     record carries quality."""
     records = sorted(records, key=key)  # a pure function of the set of records, in any order
-    turns = [t for r in records for t in r.get("quality", [])]
+    turns = [t for r in records for t in r.quality or []]
     if not turns:
         return None
     means = quality.aggregate(turns)
-    outputs = [ids for r in records for ids in r["token_ids"]]
+    outputs = [ids for r in records for ids in r.token_ids]
     for n in quality.DISTINCT_ORDERS:
         means[f"corpus_distinct_{n}"] = quality.corpus_distinct(outputs, n)
     known = {f.name for f in dataclasses.fields(TextQuality)}
     out = TextQuality(**{name: value for name, value in means.items() if name in known})
     pairs = [(r, greedy[key(r)]) for r in records if greedy and key(r) in greedy]
-    if pairs and not records[0].get("lossless", True):
+    if pairs and not records[0].lossless:
         out.agreement_with_greedy = greedy_agreement(pairs)
     return out
 
 
-def greedy_agreement(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> GreedyAgreement:
+def greedy_agreement(pairs: list[tuple[SampleRecord, SampleRecord]]) -> GreedyAgreement:
     """(record, greedy's record) pairs: the share identical, the mean share of matching
     positions, the median first divergence, and the share of equal answers (first lines)."""
-    agreements = [quality.agreement(flat_ids(r), flat_ids(g)) for r, g in pairs]
+    agreements = [quality.agreement(r.all_token_ids, g.all_token_ids) for r, g in pairs]
     divergences = [a["first_divergence"] for a in agreements]
     diverged = [d for d in divergences if d is not None]
     same_answer = [
         all(
             quality.normalize_answer(a) == quality.normalize_answer(b)
-            for a, b in zip(r["turns"], g["turns"], strict=False)
+            for a, b in zip(r.turns, g.turns, strict=False)
         )
         for r, g in pairs
-        if "turns" in r and "turns" in g
     ]
     return GreedyAgreement(
         pairs=len(pairs),
@@ -355,15 +347,15 @@ def greedy_agreement(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Gree
     )
 
 
-def constraint_metrics(records: Sequence[dict[str, Any]]) -> ConstraintMetrics | None:
+def constraint_metrics(records: Sequence[SampleRecord]) -> ConstraintMetrics | None:
     """Pooled over every constrained turn (metrics/constraint.py): the share of outputs that
     satisfy the constraint, mask time per decoding step and as a share of generation time, and
     the share of draft tokens pruned. None when no record ran under a constraint."""
-    turns = [c for r in records for c in r.get("constraint") or [] if c]
+    turns = [c for r in records for c in r.constraint or [] if c]
     if not turns:
         return None
     mask_s = sum(c["mask_s"] for c in turns)
-    steps = sum(sum(r["decoding_steps"]) for r in records)
+    steps = sum(sum(r.decoding_steps) for r in records)
     wall = sum(wall_time(r) for r in records)
     drafted = sum(c["drafted"] for c in turns)
     pruned = sum(c["pruned"] for c in turns)
@@ -386,9 +378,9 @@ def _max(values: Iterable[float | None]) -> float | None:
 
 
 def group_metrics(
-    records: Sequence[dict[str, Any]],
-    baseline: dict[Key, dict[str, Any]] | None,
-    greedy: dict[Key, dict[str, Any]] | None = None,
+    records: Sequence[SampleRecord],
+    baseline: dict[Key, SampleRecord] | None,
+    greedy: dict[Key, SampleRecord] | None = None,
 ) -> GroupMetrics:
     """Every number `compare` reports for one profile over one group of records. `baseline` is
     None for the baseline itself; `greedy` indexes a greedy profile's records, when one ran."""
@@ -406,8 +398,8 @@ def group_metrics(
         accepted=stats.accepted,
         forward_calls=forwards,
         forward_calls_per_token=per_token,
-        peak_memory_mb=_max(r["memory"]["peak_mb"] for r in records),
-        peak_memory_delta_mb=_max(r["memory"]["peak_delta_mb"] for r in records),
+        peak_memory_mb=_max(r.memory.peak_mb for r in records),
+        peak_memory_delta_mb=_max(r.memory.peak_delta_mb for r in records),
         quality=text_quality(records, greedy),
         constraint=constraint_metrics(records),
     )
@@ -418,18 +410,18 @@ def group_metrics(
     return metrics
 
 
-def _method(records: Sequence[dict[str, Any]]) -> str | None:
-    return records[0].get("method") if records else None
+def _method(records: Sequence[SampleRecord]) -> str | None:
+    return records[0].method if records else None
 
 
 def aggregate(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[SampleRecord],
     labels: Sequence[str],
     baseline: str,
     categories: Sequence[str],
 ) -> dict[str, ProfileResults]:
     """profile label -> its metrics over all records and per category."""
-    by_profile = {label: [r for r in records if r["profile"] == label] for label in labels}
+    by_profile = {label: [r for r in records if r.profile == label] for label in labels}
     base_index = by_key(by_profile[baseline])
     greedy_label = next((la for la in labels if _method(by_profile[la]) == "greedy"), None)
     greedy = by_key(by_profile[greedy_label]) if greedy_label else None
@@ -441,7 +433,7 @@ def aggregate(
             overall=group_metrics(own, reference, greedy),
             categories={
                 category: group_metrics(
-                    [r for r in own if r["category"] == category], reference, greedy
+                    [r for r in own if r.category == category], reference, greedy
                 )
                 for category in categories
             },

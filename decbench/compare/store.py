@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from decbench.compare.answers import AnswerFiles
+from decbench.compare.harness import SampleRecord
 from decbench.compare.plan import Plan
 from decbench.errors import ConfigError
 from decbench.jsonrecord import read_json
@@ -34,8 +35,8 @@ SUMMARY_FILE = "summary.json"
 RecordKey = tuple[str, str, int]  # (profile label, sample id, repeat)
 
 
-def record_key(record: dict[str, Any]) -> RecordKey:
-    return (str(record["profile"]), str(record["sample_id"]), int(record["repeat"]))
+def record_key(record: SampleRecord) -> RecordKey:
+    return record.key
 
 
 def write_atomic(path: Path, data: Any) -> None:
@@ -52,7 +53,7 @@ def write_atomic(path: Path, data: Any) -> None:
 class RunStore:
     """One output folder. `create` starts a run; `resume` reopens one."""
 
-    def __init__(self, folder: Path, plan: Plan, records: list[dict[str, Any]]) -> None:
+    def __init__(self, folder: Path, plan: Plan, records: list[SampleRecord]) -> None:
         self.folder = folder
         self.plan = plan
         self.records = records
@@ -87,14 +88,14 @@ class RunStore:
     def done(self) -> set[RecordKey]:
         return {record_key(r) for r in self.records}
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: SampleRecord) -> None:
         """Append one finished record and make it durable before going on."""
         self._write(record)
         self.answers.append(record)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: SampleRecord) -> None:
         """One line to samples_path, flushed and fsynced; then the record is known as done."""
-        line = json.dumps(record, default=str)
+        line = json.dumps(record.to_json(), default=str)
         with self.samples_path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -115,7 +116,7 @@ def read_plan(folder: Path, flag: str = "--resume") -> Plan:
     return Plan.from_json(read_json(run_file), str(run_file))
 
 
-def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+def read_records(path: Path, repair: bool = False) -> list[SampleRecord]:
     """Records of a samples.jsonl. A last line cut short by an interruption is dropped (and, with
     `repair`, cut from the file so that appending continues cleanly); any other bad line is an
     error naming the line."""
@@ -123,7 +124,7 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
         return []
     raw = path.read_bytes()
     lines = raw.split(b"\n")
-    records = []
+    parsed: list[tuple[int, Any]] = []  # (line number, JSON)
     good_bytes = 0
     for number, line in enumerate(lines, start=1):
         last = number == len(lines)
@@ -138,9 +139,9 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
             if last or (number == len(lines) - 1 and not lines[-1].strip()):
                 break  # the interrupted final record
             raise ConfigError(f"{path}:{number}: not a valid record: {e}") from e
-        records.append(record)
+        parsed.append((number, record))
         good_bytes += len(line) + 1
     if repair and good_bytes < len(raw):
         with path.open("r+b") as f:
             f.truncate(good_bytes)
-    return records
+    return [SampleRecord.from_json(data, f"{path}:{number}") for number, data in parsed]

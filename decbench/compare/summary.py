@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from decbench.compare.harness import planned_keys
+from decbench.compare.harness import SampleRecord, planned_keys
 from decbench.compare.plan import Plan, plan_profiles
 from decbench.compare.shard import RanksSummary
 from decbench.compare.stats import OVERALL, GroupMetrics, ProfileResults, aggregate
@@ -82,7 +82,7 @@ def read_summary(folder: Path) -> CompareSummary:
 
 def summarize(
     plan: Plan,
-    records: list[dict[str, Any]],
+    records: list[SampleRecord],
     output_dir: Path | None = None,
     baseline: str | None = None,
 ) -> CompareSummary:
@@ -117,9 +117,9 @@ def summarize(
     )
 
 
-def profile_entry(label: str, profile: Profile, records: list[dict[str, Any]]) -> ProfileEntry:
+def profile_entry(label: str, profile: Profile, records: list[SampleRecord]) -> ProfileEntry:
     decoder = get_decoder(profile.method)
-    env = next((r["environment"] for r in records if r["profile"] == label), {})
+    env = next((r.environment for r in records if r.profile == label), {})
     return ProfileEntry(
         label=label,
         method=profile.method,
