@@ -225,3 +225,17 @@ def test_a_damaged_record_names_its_line_and_key(tmp_path):
     (tmp_path / "samples.jsonl").write_text(lines[0] + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(ConfigError, match=r"samples\.jsonl:2: wall_time\[0\]: expected a number"):
         read_records(tmp_path / "samples.jsonl")
+
+
+# -- Spec-Bench speed reports ------------------------------------------------------------------------
+def test_a_stored_speed_report_loads_and_is_written_back_unchanged():
+    from decbench.cli.speed_report import report_table
+    from decbench.compare.speed_report import SCHEMA_SPEED, SpeedReport
+
+    data = stored("spec-bench-speed.json")
+    report = SpeedReport.from_json(data, "spec-bench-speed.json")
+    assert report.schema == SCHEMA_SPEED and report.baseline == "greedy"
+    assert report.methods["pld"]["overall"].speedup.std is None  # one run
+    assert same_text(report.to_json(), data)
+    assert SpeedReport.from_json(report.to_json()) == report
+    assert report_table(report).row_count == sum(len(t) for t in report.methods.values())

@@ -97,28 +97,28 @@ def hand_answers(tmp_path):
 
 def test_speed_report_reproduces_speed_py_arithmetic(hand_answers):
     report = speed_report(hand_answers, baseline="base")
-    assert report["runs"] == ["run_1", "run_2"] and report["baseline"] == "base"
-    tasks = report["methods"]["spec"]
+    assert report.runs == ["run_1", "run_2"] and report.baseline == "base"
+    tasks = report.methods["spec"]
     assert list(tasks) == ["mt_bench", "rag", "overall"]  # speed.py's order; writing is MT-bench
     overall = tasks["overall"]
-    assert overall["runs"] == 2 and overall["questions"] == [2, 2]
-    assert overall["tokens_per_s"]["mean"] == pytest.approx(7.0)
-    assert overall["tokens_per_s"]["std"] == pytest.approx(0.5**0.5)  # ddof = 1
-    assert overall["baseline_tokens_per_s"]["mean"] == pytest.approx(4.75)
-    assert overall["baseline_tokens_per_s"]["std"] == pytest.approx(0.5 / 2**0.5)
-    assert overall["speedup"]["mean"] == pytest.approx((1.5 + 6.5 / 4.5) / 2)
-    assert overall["speedup"]["std"] == pytest.approx((1.5 - 6.5 / 4.5) / 2**0.5)
-    assert overall["mat"] == pytest.approx(40 / 15)  # pooled over every step of both runs
+    assert overall.runs == 2 and overall.questions == [2, 2]
+    assert overall.tokens_per_s.mean == pytest.approx(7.0)
+    assert overall.tokens_per_s.std == pytest.approx(0.5**0.5)  # ddof = 1
+    assert overall.baseline_tokens_per_s.mean == pytest.approx(4.75)
+    assert overall.baseline_tokens_per_s.std == pytest.approx(0.5 / 2**0.5)
+    assert overall.speedup.mean == pytest.approx((1.5 + 6.5 / 4.5) / 2)
+    assert overall.speedup.std == pytest.approx((1.5 - 6.5 / 4.5) / 2**0.5)
+    assert overall.mat == pytest.approx(40 / 15)  # pooled over every step of both runs
     rag = tasks["rag"]
-    assert rag["tokens_per_s"]["mean"] == pytest.approx(9.0)
-    assert rag["speedup"]["mean"] == pytest.approx(2.0) and rag["speedup"]["std"] == 0.0
-    assert rag["mat"] == pytest.approx(20 / 6)
-    assert tasks["mt_bench"]["speedup"]["mean"] == pytest.approx(1.0)
-    assert tasks["mt_bench"]["mat"] == pytest.approx(20 / 9)
+    assert rag.tokens_per_s.mean == pytest.approx(9.0)
+    assert rag.speedup.mean == pytest.approx(2.0) and rag.speedup.std == 0.0
+    assert rag.mat == pytest.approx(20 / 6)
+    assert tasks["mt_bench"].speedup.mean == pytest.approx(1.0)
+    assert tasks["mt_bench"].mat == pytest.approx(20 / 9)
     # one run: speed.py's single report, no std
-    single = speed_report(hand_answers / "run_1", baseline="base")["methods"]["spec"]["overall"]
-    assert single["runs"] == 1 and single["speedup"] == {"mean": 1.5, "std": None}
-    assert single["mat"] == pytest.approx(20 / 8)
+    single = speed_report(hand_answers / "run_1", baseline="base").methods["spec"]["overall"]
+    assert single.runs == 1 and single.speedup.to_json() == {"mean": 1.5, "std": None}
+    assert single.mat == pytest.approx(20 / 8)
 
 
 def test_baseline_tokens_can_be_counted_as_speed_py_does(hand_answers):
@@ -129,13 +129,13 @@ def test_baseline_tokens_can_be_counted_as_speed_py_does(hand_answers):
         return sum(n - 1 for n in row["choices"][0]["new_tokens"])
 
     report = speed_report(hand_answers / "run_1", "base", (minus_one_per_turn, "test count"))
-    overall = report["methods"]["spec"]["overall"]
-    assert report["baseline_tokens"] == "test count"
+    overall = report.methods["spec"]["overall"]
+    assert report.baseline_tokens == "test count"
     # base q1 9 / 2 = 4.5, q2 (5 + 3) / 2 = 4 -> 4.25; the method keeps its new_tokens: 7.5
-    assert overall["baseline_tokens_per_s"]["mean"] == pytest.approx(4.25)
-    assert overall["tokens_per_s"]["mean"] == pytest.approx(7.5)
-    assert overall["speedup"]["mean"] == pytest.approx(7.5 / 4.25)
-    assert speed_report(hand_answers, "base")["baseline_tokens"] == "new_tokens (generated ids)"
+    assert overall.baseline_tokens_per_s.mean == pytest.approx(4.25)
+    assert overall.tokens_per_s.mean == pytest.approx(7.5)
+    assert overall.speedup.mean == pytest.approx(7.5 / 4.25)
+    assert speed_report(hand_answers, "base").baseline_tokens == "new_tokens (generated ids)"
 
 
 def test_speed_report_errors_name_the_file(hand_answers, tmp_path):
@@ -232,20 +232,20 @@ def test_compare_output_writes_answer_files(tmp_path, tiny_spec_bench_run):
         482,
     ]
     report = speed_report(tmp_path / "run")  # the baseline comes from run.json
-    assert report["baseline"] == "greedy" and report["runs"] == ["run_1", "run_2"]
-    assert list(report["methods"]["pld"]) == ["mt_bench", "rag", "overall"]
+    assert report.baseline == "greedy" and report.runs == ["run_1", "run_2"]
+    assert list(report.methods["pld"]) == ["mt_bench", "rag", "overall"]
     # the report's figures from the records: mean over runs of the mean per-question speed
-    overall = report["methods"]["pld"]["overall"]
-    assert overall["questions"] == [4, 4]
+    overall = report.methods["pld"]["overall"]
+    assert overall.questions == [4, 4]
     per_run = []
     for repeat in (0, 1):
         pld = [r for r in records if r.profile == "pld" and r.repeat == repeat]
         per_run.append(sum(sum(r.new_tokens) / sum(r.wall_time) for r in pld) / len(pld))
-    assert overall["tokens_per_s"]["mean"] == pytest.approx(sum(per_run) / 2)
+    assert overall.tokens_per_s.mean == pytest.approx(sum(per_run) / 2)
     pld = [r for r in records if r.profile == "pld"]
     steps = [a for r in pld for a in r.accept_lengths]
-    assert report["methods"]["pld"]["overall"]["mat"] == pytest.approx(sum(steps) / len(steps))
-    assert report["methods"]["pld"]["overall"]["mat"] > 1  # the fixture's prompts repeat text
+    assert report.methods["pld"]["overall"].mat == pytest.approx(sum(steps) / len(steps))
+    assert report.methods["pld"]["overall"].mat > 1  # the fixture's prompts repeat text
 
 
 def test_resume_keeps_one_answer_line_per_record(tmp_path, tiny_spec_bench_run):

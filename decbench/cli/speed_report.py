@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -12,8 +12,8 @@ from rich.table import Table
 
 from decbench.cli import options as o
 from decbench.cli.output import Mode, Output
+from decbench.compare.speed_report import MeanStd, SpeedReport, tokenizer_counter
 from decbench.compare.speed_report import speed_report as build_report
-from decbench.compare.speed_report import tokenizer_counter
 
 EXAMPLES = """
 
@@ -58,21 +58,21 @@ def speed_report(
     counter = tokenizer_counter(tokenizer) if tokenizer else None
     report = build_report(folder, baseline, counter)
     if json_out:
-        out.data(report)
+        out.data(report.to_json())
         return
-    runs = len(report["runs"])
+    runs = len(report.runs)
     out.info(
-        f"Spec-Bench speed report of {escape(report['answers'])}: baseline "
-        f"{escape(report['baseline'])}, {runs} run{'s' if runs > 1 else ''}; baseline tokens: "
-        f"{escape(report['baseline_tokens'])}"
+        f"Spec-Bench speed report of {escape(report.answers)}: baseline "
+        f"{escape(report.baseline)}, {runs} run{'s' if runs > 1 else ''}; baseline tokens: "
+        f"{escape(report.baseline_tokens)}"
     )
     out.show(report_table(report))
 
 
-def _figure(stats: dict[str, float | None], fmt: str, suffix: str = "") -> str:
-    text = format(stats["mean"], fmt) + suffix
-    if stats["std"] is not None:
-        text += f"\n[dim]± {format(stats['std'], fmt)}[/dim]"
+def _figure(stats: MeanStd, fmt: str, suffix: str = "") -> str:
+    text = format(stats.mean, fmt) + suffix
+    if stats.std is not None:
+        text += f"\n[dim]± {format(stats.std, fmt)}[/dim]"
     return text
 
 
@@ -81,22 +81,21 @@ def _count(per_run: list[int]) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def report_table(report: dict[str, Any]) -> Table:
+def report_table(report: SpeedReport) -> Table:
     """One row per method and task, in speed.py's order."""
     table = Table(box=box.SIMPLE_HEAD)
     for name in ("method", "task", "questions", "MAT", "tok/s", "baseline tok/s", "speedup"):
         table.add_column(name, justify="left" if name in ("method", "task") else "right")
-    for label, tasks in report["methods"].items():
+    for label, tasks in report.methods.items():
         for task, figures in tasks.items():
-            mat = figures["mat"]
             table.add_row(
                 escape(label),
                 task,
-                _count(figures["questions"]),
-                "-" if mat is None else f"{mat:.2f}",
-                _figure(figures["tokens_per_s"], ".1f"),
-                _figure(figures["baseline_tokens_per_s"], ".1f"),
-                _figure(figures["speedup"], ".3f", "×"),
+                _count(figures.questions),
+                "-" if figures.mat is None else f"{figures.mat:.2f}",
+                _figure(figures.tokens_per_s, ".1f"),
+                _figure(figures.baseline_tokens_per_s, ".1f"),
+                _figure(figures.speedup, ".3f", "×"),
             )
         table.add_section()
     return table

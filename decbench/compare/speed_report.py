@@ -27,11 +27,13 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from decbench.compare.answers import ANSWERS_DIR
 from decbench.errors import ConfigError, unknown
+from decbench.jsonrecord import JsonRecord
 
 TokenCounter = Callable[[dict[str, Any]], int]  # tokens of one answer line, over its turns
 
@@ -49,6 +51,46 @@ MT_BENCH_CATEGORIES = (
 TASKS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 OVERALL = "overall"
 RUN_FILE = "run.json"  # a compare --output folder (decbench/compare/store.py)
+
+
+# -- the report (decbench/spec-bench-speed/v1) ----------------------------------------------------
+@dataclass
+class MeanStd(JsonRecord):
+    mean: float
+    std: float | None  # sample standard deviation over runs (ddof = 1); None for one run
+
+
+@dataclass
+class TaskFigures(JsonRecord):
+    """speed.py's figures for one method on one task, over the runs."""
+
+    runs: int
+    questions: list[int]  # [runs]
+    mat: float | None  # pooled over every step of every run
+    tokens_per_s: MeanStd
+    baseline_tokens_per_s: MeanStd
+    speedup: MeanStd
+
+
+@dataclass(kw_only=True)
+class SpeedReport(JsonRecord):
+    schema: str = SCHEMA_SPEED
+    answers: str  # the folder of answer files
+    runs: list[str]  # run folder names
+    baseline: str
+    baseline_tokens: str  # how the baseline's tokens were counted
+    methods: dict[str, dict[str, TaskFigures]]  # label -> task -> figures, in speed.py's order
+
+
+@dataclass
+class RunFigures:
+    """speed.py's `speed()` for one task of one run."""
+
+    questions: int
+    tokens_per_s: float  # mean of the questions' speeds
+    baseline_tokens_per_s: float
+    speedup: float
+    accept_lengths: list[int]  # [steps] every step of every question
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -148,7 +190,7 @@ def run_figures(
     method_rows: list[dict[str, Any]],
     baseline_rows: list[dict[str, Any]],
     baseline_tokens: TokenCounter = generated_tokens,
-) -> dict[str, Any] | None:
+) -> RunFigures | None:
     """speed.py's `speed()` for one task of one run; None when either side has no question."""
     if not method_rows or not baseline_rows:
         return None
@@ -156,34 +198,31 @@ def run_figures(
     baseline_speeds = [question_speed(r, baseline_tokens) for r in baseline_rows]
     tokens_per_s = statistics.fmean(speeds)
     baseline_tokens_per_s = statistics.fmean(baseline_speeds)
-    return {
-        "questions": len(method_rows),
-        "tokens_per_s": tokens_per_s,
-        "baseline_tokens_per_s": baseline_tokens_per_s,
-        "speedup": tokens_per_s / baseline_tokens_per_s,
-        "accept_lengths": [a for r in method_rows for a in r["choices"][0]["accept_lengths"]],
-    }
+    return RunFigures(
+        questions=len(method_rows),
+        tokens_per_s=tokens_per_s,
+        baseline_tokens_per_s=baseline_tokens_per_s,
+        speedup=tokens_per_s / baseline_tokens_per_s,
+        accept_lengths=[a for r in method_rows for a in r["choices"][0]["accept_lengths"]],
+    )
 
 
-def mean_std(values: list[float]) -> dict[str, float | None]:
+def mean_std(values: list[float]) -> MeanStd:
     """Mean and sample standard deviation (ddof = 1; None for a single run)."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-    }
+    return MeanStd(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
 
 
-def combine(per_run: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(per_run: list[RunFigures]) -> TaskFigures:
     """speed.py's `get_mean_speedup` over runs: means and stds per run, MAT pooled."""
-    accept = [a for figures in per_run for a in figures["accept_lengths"]]
-    return {
-        "runs": len(per_run),
-        "questions": [f["questions"] for f in per_run],
-        "mat": statistics.fmean(accept) if accept else None,
-        "tokens_per_s": mean_std([f["tokens_per_s"] for f in per_run]),
-        "baseline_tokens_per_s": mean_std([f["baseline_tokens_per_s"] for f in per_run]),
-        "speedup": mean_std([f["speedup"] for f in per_run]),
-    }
+    accept = [a for figures in per_run for a in figures.accept_lengths]
+    return TaskFigures(
+        runs=len(per_run),
+        questions=[f.questions for f in per_run],
+        mat=statistics.fmean(accept) if accept else None,
+        tokens_per_s=mean_std([f.tokens_per_s for f in per_run]),
+        baseline_tokens_per_s=mean_std([f.baseline_tokens_per_s for f in per_run]),
+        speedup=mean_std([f.speedup for f in per_run]),
+    )
 
 
 def task_names(rows: list[dict[str, Any]]) -> list[str]:
@@ -200,7 +239,7 @@ def speed_report(
     folder: Path,
     baseline: str | None = None,
     baseline_tokens: tuple[TokenCounter, str] | None = None,
-) -> dict[str, Any]:
+) -> SpeedReport:
     """The decbench/spec-bench-speed/v1 report of every method against the baseline; the
     baseline's tokens come from `new_tokens` unless a (counter, description) is given."""
     count, counted = baseline_tokens or (generated_tokens, "new_tokens (generated ids)")
@@ -218,13 +257,13 @@ def speed_report(
         run: {label: read_answers(path) for label, path in files.items()}
         for run, files in runs.items()
     }
-    methods = {}
+    methods: dict[str, dict[str, TaskFigures]] = {}
     for label in labels:
         if label == baseline:
             continue
         paired = [d for d in data.values() if label in d and baseline in d]
         rows = [r for d in paired for r in d[label]]
-        tasks = {}
+        tasks: dict[str, TaskFigures] = {}
         for task in task_names(rows):
             per_run = [
                 run_figures(
@@ -238,11 +277,10 @@ def speed_report(
             if per_run:
                 tasks[task] = combine(per_run)
         methods[label] = tasks
-    return {
-        "schema": SCHEMA_SPEED,
-        "answers": str(answers_dir),
-        "runs": list(runs),
-        "baseline": baseline,
-        "baseline_tokens": counted,
-        "methods": methods,
-    }
+    return SpeedReport(
+        answers=str(answers_dir),
+        runs=list(runs),
+        baseline=baseline,
+        baseline_tokens=counted,
+        methods=methods,
+    )
