@@ -13,7 +13,9 @@ from decbench.metrics.acceptance import AcceptanceStats
 from decbench.suites import SuiteInfo
 
 
-def sample_record(profile: str = "m", sample_id: str = "s", repeat: int = 0, **values: Any):
+def sample_record(
+    profile: str = "m", sample_id: str = "s", repeat: int = 0, **values: Any
+) -> SampleRecord:
     """A one-turn record of `profile` on `sample_id`; `token_ids` set the turns (and the token
     counts follow them unless given); `stats` may be a dict of totals."""
     token_ids = values.pop("token_ids", [[1, 2, 3]])

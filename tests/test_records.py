@@ -239,3 +239,28 @@ def test_a_stored_speed_report_loads_and_is_written_back_unchanged():
     assert same_text(report.to_json(), data)
     assert SpeedReport.from_json(report.to_json()) == report
     assert report_table(report).row_count == sum(len(t) for t in report.methods.values())
+
+
+# -- the command, end to end on tiny models ----------------------------------------------------------
+def test_compare_command_reads_its_records_and_summary_as_objects(monkeypatch, capsys, tmp_path):
+    """compare on the tiny model (no model files): the progress lines, the tables and the side by
+    side view read the records and the summary; the files and --json are the documents."""
+    import decbench.compare as compare_mod
+    from decbench.compare.summary import read_summary
+    from tests.test_batch_compare import fake_open
+    from tests.test_compare import run_cli
+
+    monkeypatch.setattr(compare_mod, "open_contenders", fake_open)
+    folder = tmp_path / "run"
+    args = ["compare", "greedy", "pld", "--suite", "multi-turn", "--limit", "1", "-n", "6"]
+    code, out, err = run_cli(
+        monkeypatch, capsys, *args, "--warmup", "0", "--show", "1", "-o", str(folder)
+    )
+    assert code == 0, err
+    assert "ran pld on" in err and "tok/s" in err  # one progress line per record
+    assert "speedup" in out and "user:" in out  # the table and the side-by-side view
+    summary = read_summary(folder)
+    assert summary.complete and summary.output_dir == str(folder)
+    code, out, err = run_cli(monkeypatch, capsys, "compare", "--resume", str(folder), "--json")
+    assert code == 0, err
+    assert CompareSummary.from_json(json.loads(out)).records == summary.records

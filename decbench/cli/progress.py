@@ -41,7 +41,7 @@ class ProgressDisplay:
         if self.bar is None:
             if event.kind == "record" and event.record is not None:
                 r = event.record
-                line += f": {sum(r['new_tokens'])} tokens, {r['tokens_per_s']:.1f} tok/s"
+                line += f": {sum(r.new_tokens)} tokens, {r.tokens_per_s:.1f} tok/s"
             self.out.progress(f"[{event.done}/{event.total}] {line}")
             return
         if self.task is None:
