@@ -35,6 +35,7 @@ COMPARISON_KEYS = {
     "max_new_tokens", "repeat", "warmup", "threads", "backend", "temperature", "goal",
     "batch_sizes",
 }  # fmt: skip
+GOAL_KEYS = {"profile", "speedup", "exact_match"}
 
 
 def say(message: str) -> None:
@@ -54,8 +55,20 @@ def read_plan(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 raise unknown("key", key, COMPARISON_KEYS, where=f"{path}: comparison {number}")
         if "name" not in entry or "profiles" not in entry:
             raise ConfigError(f"{path}: comparison {number} needs 'name' and 'profiles'")
+        check_goal(entry.get("goal"), f"{path}: comparison {number}")
         comparisons.append({**defaults, **entry})
     return defaults, comparisons
+
+
+def check_goal(goal: dict[str, Any] | None, where: str) -> None:
+    """A goal names a profile and states a speedup, an exact-match rate or both."""
+    if goal is None:
+        return
+    for key in goal:
+        if key not in GOAL_KEYS:
+            raise unknown("goal key", key, GOAL_KEYS, where=where)
+    if "profile" not in goal or not ("speedup" in goal or "exact_match" in goal):
+        raise ConfigError(f"{where}: a goal needs 'profile' and 'speedup' or 'exact_match'")
 
 
 def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
@@ -199,16 +212,22 @@ def headline(
             raise ConfigError(
                 f"comparison '{entry['name']}': goal profile '{goal['profile']}' is not in profiles"
             )
-        met = row["speedup_median"] is not None and row["speedup_median"] >= goal.get("speedup", 0)
-        if "exact_match" in goal:
-            met = met and (row["exact_match"] or 0) >= goal["exact_match"]
-        result["goal"] = {
-            **goal,
-            "measured_speedup": row["speedup_median"],
-            "measured_exact_match": row["exact_match"],
-            "met": met,
-        }
+        result["goal"] = judge_goal(goal, row)
     return result
+
+
+def judge_goal(goal: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The goal with what was measured and whether it was met; a goal states a speedup, an
+    exact-match rate or both."""
+    met = row["speedup_median"] is not None and row["speedup_median"] >= goal.get("speedup", 0)
+    if "exact_match" in goal:
+        met = met and (row["exact_match"] or 0) >= goal["exact_match"]
+    return {
+        **goal,
+        "measured_speedup": row["speedup_median"],
+        "measured_exact_match": row["exact_match"],
+        "met": met,
+    }
 
 
 def print_curve(r: dict[str, Any]) -> None:
@@ -253,10 +272,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 f"{row['mat'] or 0:>7.2f}"
             )
         if "goal" in r:
-            g = r["goal"]
-            print(
-                f"  goal: {g['profile']} >= {g['speedup']}x with identical tokens: {'met' if g['met'] else 'NOT met'}"
-            )
+            print(f"  goal: {goal_text(r['goal'])}")
+
+
+def goal_text(goal: dict[str, Any]) -> str:
+    """'eagle: speedup >= 1.8x, exact match >= 100%: NOT met' (a goal states either or both)."""
+    parts = []
+    if "speedup" in goal:
+        parts.append(f"speedup >= {goal['speedup']}x")
+    if "exact_match" in goal:
+        parts.append(f"exact match >= {goal['exact_match']:.0%}")
+    return f"{goal['profile']}: {', '.join(parts)}: {'met' if goal['met'] else 'NOT met'}"
 
 
 def main() -> int:
