@@ -2,7 +2,7 @@
 x 1 thread under `accelerate launch`, on this machine. Reports the wall time of each and the
 per-method speedups from both summaries. The two set-ups run different thread counts per process,
 and a verify forward's cost relative to a one-token step depends on the thread count, so their
-speedups need not agree (on the 2-core CPU: PLD 0.97x at 2 threads, 1.26x at 1 thread per rank).
+speedups need not agree (docs/compare.md has the measured figures).
 
     python bench/scale_out.py --out bench/results/scale-out
 """
