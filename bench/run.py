@@ -71,6 +71,18 @@ def check_goal(goal: dict[str, Any] | None, where: str) -> None:
         raise ConfigError(f"{where}: a goal needs 'profile' and 'speedup' or 'exact_match'")
 
 
+def check_goal_profile(entry: dict[str, Any], plan_dir: Path) -> None:
+    """The goal's profile is one of the comparison's labels (checked before any comparison runs,
+    so a typo does not cost the comparisons before it)."""
+    goal = entry.get("goal")
+    if goal:
+        labels = entry_plan(entry, plan_dir).labels
+        if goal["profile"] not in labels:
+            raise unknown(
+                "goal profile", goal["profile"], labels, where=f"comparison '{entry['name']}'"
+            )
+
+
 def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
     overrides = [("generation", "max_new_tokens", entry["max_new_tokens"])]
     if entry.get("threads"):
@@ -206,13 +218,8 @@ def headline(
         "profiles": rows,
     }
     goal = entry.get("goal")
-    if goal:
-        row = rows.get(goal["profile"])
-        if row is None:
-            raise ConfigError(
-                f"comparison '{entry['name']}': goal profile '{goal['profile']}' is not in profiles"
-            )
-        result["goal"] = judge_goal(goal, row)
+    if goal:  # its profile was checked against the labels before anything ran
+        result["goal"] = judge_goal(goal, rows[goal["profile"]])
     return result
 
 
@@ -306,6 +313,8 @@ def main() -> int:
             if name not in names:
                 raise unknown("comparison", name, names, where="--only")
         chosen = [c for c in comparisons if not args.only or c["name"] in args.only]
+        for entry in chosen:
+            check_goal_profile(entry, args.plan.parent)
         results = []
         for entry in chosen:
             if args.repeat:
