@@ -71,16 +71,14 @@ def check_goal(goal: dict[str, Any] | None, where: str) -> None:
         raise ConfigError(f"{where}: a goal needs 'profile' and 'speedup' or 'exact_match'")
 
 
-def check_goal_profile(entry: dict[str, Any], plan_dir: Path) -> None:
+def check_goal_profile(entry: dict[str, Any], plan: Plan) -> None:
     """The goal's profile is one of the comparison's labels (checked before any comparison runs,
     so a typo does not cost the comparisons before it)."""
     goal = entry.get("goal")
-    if goal:
-        labels = entry_plan(entry, plan_dir).labels
-        if goal["profile"] not in labels:
-            raise unknown(
-                "goal profile", goal["profile"], labels, where=f"comparison '{entry['name']}'"
-            )
+    if goal and goal["profile"] not in plan.labels:
+        raise unknown(
+            "goal profile", goal["profile"], plan.labels, where=f"comparison '{entry['name']}'"
+        )
 
 
 def build_profile(name: str, entry: dict[str, Any], plan_dir: Path) -> Profile:
@@ -112,15 +110,15 @@ def entry_plan(entry: dict[str, Any], plan_dir: Path) -> Plan:
     )
 
 
-def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: bool) -> dict:
+def run_comparison(entry: dict[str, Any], plan: Plan, out: Path, resume: bool) -> dict:
+    """One entry, from its plan (entry_plan, built before anything runs)."""
     folder = out / entry["name"]
     if entry.get("batch_sizes"):
-        return run_batch_curve(entry, plan_dir, folder)
+        return run_batch_curve(entry, plan, folder)
     if resume and (folder / "run.json").is_file():
         store = RunStore.resume(folder)
         plan = store.plan
     else:
-        plan = entry_plan(entry, plan_dir)
         if folder.exists():
             shutil.rmtree(folder)
         store = RunStore.create(folder, plan)
@@ -138,10 +136,9 @@ def run_comparison(entry: dict[str, Any], plan_dir: Path, out: Path, resume: boo
     return headline(entry, summary, time.perf_counter() - start, folder)
 
 
-def run_batch_curve(entry: dict[str, Any], plan_dir: Path, folder: Path) -> dict:
+def run_batch_curve(entry: dict[str, Any], plan: Plan, folder: Path) -> dict:
     """A comparison with `batch_sizes`: `compare --batch-size` (compare/batching.py), written to
     <folder>/summary.json (decbench/batch-compare/v1) with the curve in <folder>/curve.png."""
-    plan = entry_plan(entry, plan_dir)
     start = time.perf_counter()
     summary = run_batch_compare(plan, sorted(set(entry["batch_sizes"])), say)
     folder.mkdir(parents=True, exist_ok=True)
@@ -313,9 +310,7 @@ def main() -> int:
             if name not in names:
                 raise unknown("comparison", name, names, where="--only")
         chosen = [c for c in comparisons if not args.only or c["name"] in args.only]
-        for entry in chosen:
-            check_goal_profile(entry, args.plan.parent)
-        results = []
+        plans = []
         for entry in chosen:
             if args.repeat:
                 entry["repeat"] = args.repeat
@@ -327,8 +322,13 @@ def main() -> int:
                 entry["max_new_tokens"] = args.max_new_tokens
             if args.batch_sizes and entry.get("batch_sizes"):
                 entry["batch_sizes"] = [int(b) for b in args.batch_sizes.split(",")]
+            plan = entry_plan(entry, args.plan.parent)
+            check_goal_profile(entry, plan)
+            plans.append(plan)
+        results = []
+        for entry, plan in zip(chosen, plans, strict=True):
             say(f"bench: {entry['name']} ({', '.join(entry['profiles'])})")
-            results.append(run_comparison(entry, args.plan.parent, args.out, args.resume))
+            results.append(run_comparison(entry, plan, args.out, args.resume))
         index = {
             "schema": SCHEMA_BENCH,
             "plan": str(args.plan),

@@ -79,13 +79,14 @@ def test_a_malformed_goal_is_refused_when_the_plan_is_read(bench, tmp_path, goal
 def test_a_goal_naming_no_profile_of_its_comparison_is_refused_before_running(bench, tmp_path):
     entry = {"name": "x", "profiles": ["greedy", "pld"], "goal": {"profile": "pdl", "speedup": 2}}
     entry |= {"max_new_tokens": 8, "limit": 1}
+    plan = bench.entry_plan(entry, tmp_path)
     with pytest.raises(ConfigError, match=r"unknown goal profile 'pdl'.*did you mean 'pld'"):
-        bench.check_goal_profile(entry, tmp_path)
+        bench.check_goal_profile(entry, plan)
     entry["goal"]["profile"] = "pld"
-    bench.check_goal_profile(entry, tmp_path)
+    bench.check_goal_profile(entry, plan)
 
 
 def test_every_goal_of_the_shipped_plan_names_one_of_its_profiles(bench):
     plan = ROOT / "bench" / "plan.toml"
     for entry in bench.read_plan(plan)[1]:
-        bench.check_goal_profile(entry, plan.parent)
+        bench.check_goal_profile(entry, bench.entry_plan(entry, plan.parent))
