@@ -26,7 +26,7 @@ from decbench.compare.plot import plot_batch_curve
 from decbench.compare.store import write_atomic
 from decbench.environment import environment
 from decbench.errors import ConfigError, DecbenchError, unknown
-from decbench.profiles import Profile, load_profile, method_profile
+from decbench.profiles import Profile, coerce, load_profile, method_profile
 from decbench.suites import get_suite
 
 SCHEMA_BENCH = "decbench/bench/v1"
@@ -35,7 +35,7 @@ COMPARISON_KEYS = {
     "max_new_tokens", "repeat", "warmup", "threads", "backend", "temperature", "goal",
     "batch_sizes",
 }  # fmt: skip
-GOAL_KEYS = {"profile", "speedup", "exact_match"}
+GOAL_KEYS = {"profile": str, "speedup": float, "exact_match": float}  # and their types
 
 
 def say(message: str) -> None:
@@ -64,9 +64,10 @@ def check_goal(goal: dict[str, Any] | None, where: str) -> None:
     """A goal names a profile and states a speedup, an exact-match rate or both."""
     if goal is None:
         return
-    for key in goal:
+    for key, value in goal.items():
         if key not in GOAL_KEYS:
             raise unknown("goal key", key, GOAL_KEYS, where=where)
+        coerce(value, GOAL_KEYS[key], f"{where}: goal.{key}")  # typed as profile tables are
     if "profile" not in goal or not ("speedup" in goal or "exact_match" in goal):
         raise ConfigError(f"{where}: a goal needs 'profile' and 'speedup' or 'exact_match'")
 

@@ -67,6 +67,8 @@ def test_goal_text_names_what_the_goal_states(bench):
         ('{ profile = "pld" }', "a goal needs 'profile' and 'speedup' or 'exact_match'"),
         ("{ speedup = 1.5 }", "a goal needs 'profile'"),
         ('{ profile = "pld", speedpu = 1.5 }', "unknown goal key 'speedpu'"),
+        ('{ profile = "pld", speedup = "1.5" }', "goal.speedup: expected a number"),
+        ("{ profile = 3, speedup = 1.5 }", "goal.profile: expected a string"),
     ],
 )
 def test_a_malformed_goal_is_refused_when_the_plan_is_read(bench, tmp_path, goal, message):
