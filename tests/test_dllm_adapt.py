@@ -74,17 +74,18 @@ def test_masked_diffusion_objective_trains_a_denoiser():
     assert result.token_ids == answer[:7]  # stops at the first EOS (1)
 
 
+class _NoTokenizer:
+    def save_pretrained(self, folder):
+        (folder / "tokenizer.json").write_text("{}")
+
+
 def test_written_folder_loads_as_a_denoiser(tmp_path):
     from transformers import AutoModelForCausalLM
-
-    class NoTokenizer:
-        def save_pretrained(self, folder):
-            (folder / "tokenizer.json").write_text("{}")
 
     model = dllm_from_ar(tiny_llama(), MASK)
     report = AdaptReport(config={"steps": 1}, examples=2, data_s=1.0, train_s=2.0, losses=[3.0])
     out = tmp_path / "dllm"
-    write_model(model, NoTokenizer(), out, report)
+    write_model(model, _NoTokenizer(), out, report)
     loaded = AutoModelForCausalLM.from_pretrained(out)
     assert dllm_info(loaded.config).mask_token_id == MASK
     assert json.loads((out / "decbench-dllm.json").read_text())["train_s"] == 2.0
@@ -177,6 +178,38 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     config = AdaptConfig(out=str(tmp_path / "m"), steps=4, batch=4, lr=1.0, resume=True)
     with pytest.raises(ConfigError, match="lr"):
         train(model, examples, MASK, config, lambda _m: None)
+
+
+def test_a_model_built_with_the_same_settings_is_not_built_again(tmp_path, monkeypatch):
+    """`make dllm` twice builds once: a folder whose record has the same trained settings is
+    returned as is, with nothing loaded; other settings, a pending checkpoint or --force
+    rebuild (here: reach the loading of the base model)."""
+    from dataclasses import asdict
+
+    from decbench.backends import loader
+    from decbench.diffusion.adapt import adapt, checkpoint_path
+
+    def load_runner(*_args):
+        raise ConfigError("rebuilding")
+
+    monkeypatch.setattr(loader, "load_runner", load_runner)
+    out = tmp_path / "dllm"
+    config = AdaptConfig(out=str(out), steps=3, threads=2)
+    stored = AdaptReport(config=asdict(config), examples=5, data_s=1.0, train_s=9.0)
+    write_model(dllm_from_ar(tiny_llama(), MASK), _NoTokenizer(), out, stored)
+    said = []
+    again = AdaptConfig(out=str(out), steps=3, threads=1, resume=True)
+    assert adapt(again, said.append).train_s == 9.0  # threads and resume change nothing trained
+    assert "already holds" in said[0]
+    for other in (
+        AdaptConfig(out=str(out), steps=4),
+        AdaptConfig(out=str(out), steps=3, force=True),
+    ):
+        with pytest.raises(ConfigError, match="rebuilding"):
+            adapt(other)
+    checkpoint_path(str(out)).write_bytes(b"")
+    with pytest.raises(ConfigError, match="rebuilding"):
+        adapt(again)
 
 
 def test_complementary_masks_cover_every_token_once():

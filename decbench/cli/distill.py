@@ -222,7 +222,7 @@ def distill_dllm(
         out_.data(asdict(report))
         return
     out_.info(
-        f"wrote {out}: {report.examples} examples, data {report.data_s:.0f} s, training "
+        f"dLLM at {out}: {report.examples} examples, data {report.data_s:.0f} s, training "
         f"{report.train_s:.0f} s, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}"
     )
 

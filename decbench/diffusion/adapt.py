@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -44,29 +44,39 @@ from decbench.errors import ConfigError
 __all__ = ["AdaptConfig", "AdaptReport", "Example", "adapt", "collate", "masked_diffusion_loss"]
 
 # config fields that do not change what is trained (a resumed run may change them)
-RUN_ONLY = ("out", "threads", "device", "resume", "checkpoint_every")
+RUN_ONLY = ("out", "threads", "device", "resume", "force", "checkpoint_every")
+
+
+def option(default, about: str):
+    """A config field with its --help text."""
+    return field(default=default, metadata={"help": about})
 
 
 @dataclass
 class AdaptConfig:
-    out: str  # folder to write the dLLM to
-    base: str = "smollm2-135m"  # the AR model to adapt (alias or folder)
-    layers: int = 0  # keep the first N decoder layers (0 = all)
-    steps: int = 600  # optimizer steps
-    batch: int = 8  # rows per step (with complementary masking: batch / 2 examples, twice)
-    lr: float = 1e-4
-    answer_tokens: int = 32  # canvas length: answers are padded with EOS to this
-    max_prompt_tokens: int = 96  # longer prompts are skipped
-    prompts: int = 1000  # at most this many prompts for the data
-    seed: int = 0
-    threads: int = 1  # torch threads (CPU)
-    device: str = "cpu"  # cpu | cuda | cuda:N
-    min_t: float = 0.05  # smallest masking ratio drawn
-    anneal: float = 0.1  # fraction of steps over which attention opens causal -> bidirectional
-    complementary: bool = True  # each drawn example twice, with complementary masks (LaViDa)
-    heldout: float = 0.04  # share of the examples held out for the held-out loss
-    checkpoint_every: int = 25  # steps between checkpoints
-    resume: bool = False  # continue from the checkpoint next to --out
+    out: str = field(metadata={"help": "folder to write the dLLM to (required)"})
+    base: str = option("smollm2-135m", "the AR model to adapt (alias or folder)")
+    layers: int = option(0, "keep the first N decoder layers (0 = all)")
+    steps: int = option(600, "optimizer steps")
+    batch: int = option(8, "rows per step (complementary masking: batch/2 examples, twice)")
+    lr: float = option(1e-4, "peak learning rate (AdamW, warm-up then cosine)")
+    answer_tokens: int = option(32, "canvas length: answers are padded with EOS to this")
+    max_prompt_tokens: int = option(96, "longer prompts are skipped")
+    prompts: int = option(1000, "at most this many prompts for the data")
+    seed: int = option(0, "seed of the data split, the masks and the batches")
+    threads: int = option(1, "torch threads (CPU)")
+    device: str = option("cpu", "cpu | cuda | cuda:N")
+    min_t: float = option(0.05, "smallest masking ratio drawn")
+    anneal: float = option(
+        0.1, "share of the steps over which attention opens causal -> bidirectional"
+    )
+    complementary: bool = option(
+        True, "each drawn example twice, with complementary masks (LaViDa)"
+    )
+    heldout: float = option(0.04, "share of the examples held out for the held-out loss")
+    checkpoint_every: int = option(25, "steps between checkpoints")
+    resume: bool = option(False, "continue from the checkpoint next to --out")
+    force: bool = option(False, "rebuild even when --out already holds a model of these settings")
 
 
 @dataclass
@@ -145,8 +155,22 @@ def checkpoint_path(out: str) -> Path:
     return path.parent / f".{path.name}.checkpoint.pt"
 
 
-def trained_fields(config: AdaptConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if k not in RUN_ONLY}
+def trained_fields(config: AdaptConfig | dict) -> dict:
+    fields = config if isinstance(config, dict) else asdict(config)
+    return {k: v for k, v in fields.items() if k not in RUN_ONLY}
+
+
+def built_report(config: AdaptConfig) -> AdaptReport | None:
+    """The record of the model already at `config.out` when it was trained with the same
+    settings and no run of it is pending (so `make dllm` twice builds once); else None."""
+    record = Path(config.out).expanduser() / "decbench-dllm.json"
+    if not record.is_file() or checkpoint_path(config.out).is_file():
+        return None
+    try:
+        report = AdaptReport(**json.loads(record.read_text()))
+    except (ValueError, TypeError):
+        return None  # an unreadable or older record: rebuild
+    return report if trained_fields(report.config) == trained_fields(config) else None
 
 
 def save_checkpoint(path: Path, model, optimizer, schedule, state: TrainState, config) -> None:
@@ -285,6 +309,9 @@ def adapt(config: AdaptConfig, progress: Callable[[str], None] | None = None) ->
 
     say = progress or (lambda _msg: None)
     check_config(config)
+    if not config.force and (built := built_report(config)) is not None:
+        say(f"{config.out} already holds a dLLM built with these settings; --force rebuilds it")
+        return built
     torch.manual_seed(config.seed)
     backend = BackendSettings(threads=config.threads, device=config.device)
     ar = load_runner(ModelSettings(name=config.base), backend, say)
@@ -360,17 +387,40 @@ def _flag_type(value):
     return type(value)
 
 
+EXAMPLES = """examples:
+  make dllm      (the default model, with the recipe in the Makefile's DLLM_ARGS)
+  python -m decbench.diffusion.adapt --out ~/.cache/decbench/models/smollm2-135m-dllm \\
+      --steps 800 --threads 2 --resume
+  python -m decbench.diffusion.adapt --out /tmp/dllm-a --steps 200 --anneal 0 --threads 2
+      (an ablation: compare heldout_loss in the two folders' decbench-dllm.json)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m decbench.diffusion.adapt", description=__doc__.split("\n")[0]
+        prog="python -m decbench.diffusion.adapt",
+        description=__doc__.split("\n")[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = AdaptConfig(out="")
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if name == "resume":
-            parser.add_argument(flag, action="store_true")
+    for spec in fields(AdaptConfig):
+        flag, value, about = (
+            "--" + spec.name.replace("_", "-"),
+            getattr(defaults, spec.name),
+            spec.metadata["help"],
+        )
+        if spec.name in ("resume", "force"):
+            parser.add_argument(flag, action="store_true", help=about)
         else:
-            parser.add_argument(flag, type=_flag_type(value), default=value, required=name == "out")
+            parser.add_argument(
+                flag,
+                type=_flag_type(value),
+                default=value,
+                metavar="true|false" if isinstance(value, bool) else None,
+                required=spec.name == "out",
+                help=about if spec.name == "out" else f"{about} (default: {value})",
+            )
     args = parser.parse_args(argv)
     config = AdaptConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     try:
@@ -382,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"interrupted; continue with --resume ({checkpoint_path(config.out)})\n")
         return 130
     sys.stderr.write(
-        f"wrote {config.out}: {report.examples} examples, data {report.data_s:.0f} s, "
+        f"dLLM at {config.out}: {report.examples} examples, data {report.data_s:.0f} s, "
         f"training {report.train_s:.0f} s, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}\n"
     )
     return 0
