@@ -65,14 +65,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
 # The small dLLM adapted from the default model (decbench/diffusion/adapt.py, docs/dllm.md; the
-# dllm-* profiles use it). On one CPU thread: ~10 min of AR answers when the CPU is free (cached
-# in ~/.cache/decbench/distill-data; ~25 min on a busy shared machine), then training at
-# DLLM_STEPS steps. Interrupted? `make dllm` again resumes from the last checkpoint. With a GPU
-# it trains there (DLLM_DEVICE).
+# dllm-* profiles use it). On this 2-core host with 2 threads: ~10 min of AR answers (cached in
+# ~/.cache/decbench/distill-data), then ~2.5 s per training step, so ~35 min at the default 800
+# steps (docs/dllm.md has the measured figures). Interrupted? `make dllm` again resumes from the
+# last checkpoint; run again when done, it returns the built model. With a GPU it trains there
+# (DLLM_DEVICE).
 DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
 DLLM_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
-DLLM_STEPS ?= 200
-DLLM_ARGS ?= --layers 0 --steps $(DLLM_STEPS) --batch 8 --lr 1e-4 --anneal 0.1 --complementary true --threads 1
+DLLM_STEPS ?= 800
+DLLM_THREADS ?= 2
+DLLM_ARGS ?= --layers 0 --steps $(DLLM_STEPS) --batch 8 --lr 1e-4 --anneal 0.1 --complementary true \
+	--threads $(DLLM_THREADS)
 .PHONY: dllm dllm-tradeoff
 dllm: install
 	$(PY) -m decbench.diffusion.adapt --out "$(DLLM_DIR)" $(DLLM_ARGS) --device $(DLLM_DEVICE) --resume
@@ -82,7 +85,7 @@ dllm: install
 DLLM_LIMIT ?= 16
 dllm-tradeoff: install
 	$(PY) -m decbench compare greedy dllm-confidence dllm-threshold dllm-prophet dllm-credit \
-	  dllm-freedave --suite parallel --limit $(DLLM_LIMIT) --max-new-tokens 32 --threads 1 \
+	  dllm-freedave --suite parallel --limit $(DLLM_LIMIT) --max-new-tokens 32 --threads $(DLLM_THREADS) \
 	  --sweep dllm-confidence:method.tokens_per_step=1,2,4 --sweep method.threshold=0.5,0.7,0.9 \
 	  --sweep method.early_threshold=1.9,3.75,7.5 --sweep method.mid_threshold=1.25,2.5,5 \
 	  --sweep method.late_threshold=0.6,1.25,2.5 --sweep method.drafts=2,4 \
