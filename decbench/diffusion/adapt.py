@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,7 +48,7 @@ __all__ = ["AdaptConfig", "AdaptReport", "Example", "adapt", "collate", "masked_
 RUN_ONLY = ("out", "threads", "device", "resume", "force", "checkpoint_every")
 
 
-def option(default, about: str):
+def option(default: Any, about: str) -> Any:
     """A config field with its --help text."""
     return field(default=default, metadata={"help": about})
 
@@ -57,7 +58,7 @@ class AdaptConfig:
     out: str = field(metadata={"help": "folder to write the dLLM to (required)"})
     base: str = option("smollm2-135m", "the AR model to adapt (alias or folder)")
     layers: int = option(0, "keep the first N decoder layers (0 = all)")
-    steps: int = option(600, "optimizer steps")
+    steps: int = option(800, "optimizer steps")
     batch: int = option(8, "rows per step (complementary masking: batch/2 examples, twice)")
     lr: float = option(1e-4, "peak learning rate (AdamW, warm-up then cosine)")
     answer_tokens: int = option(32, "canvas length: answers are padded with EOS to this")
@@ -156,8 +157,8 @@ def checkpoint_path(out: str) -> Path:
 
 
 def trained_fields(config: AdaptConfig | dict) -> dict:
-    fields = config if isinstance(config, dict) else asdict(config)
-    return {k: v for k, v in fields.items() if k not in RUN_ONLY}
+    values = config if isinstance(config, dict) else asdict(config)
+    return {k: v for k, v in values.items() if k not in RUN_ONLY}
 
 
 def built_report(config: AdaptConfig) -> AdaptReport | None:
