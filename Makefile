@@ -66,8 +66,8 @@ clean:
 
 # The small dLLM adapted from the default model (decbench/diffusion/adapt.py, docs/dllm.md; the
 # dllm-* profiles use it). On this 2-core host with 2 threads: ~10 min of AR answers (cached in
-# ~/.cache/decbench/distill-data), then ~2.5 s per training step, so ~35 min at the default 800
-# steps (docs/dllm.md has the measured figures). Interrupted? `make dllm` again resumes from the
+# ~/.cache/decbench/distill-data), then 2.5-4.4 s per training step by host load, so 35-60 min
+# at the default 800 steps (docs/dllm.md has the measured figures). Interrupted? `make dllm` again resumes from the
 # last checkpoint; run again when done, it returns the built model. With a GPU it trains there
 # (DLLM_DEVICE).
 DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
