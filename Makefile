@@ -65,17 +65,16 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 
 # The small dLLM adapted from the default model (decbench/diffusion/adapt.py, docs/dllm.md; the
-# dllm-* profiles use it). On this 2-core host with 2 threads: ~10 min of AR answers (cached in
+# dllm-* profiles use it). The recipe is AdaptConfig's defaults (800 steps); DLLM_STEPS=N
+# overrides the length. On a 2-core host with 2 threads: ~5-10 min of AR answers (cached in
 # ~/.cache/decbench/distill-data), then 2.5-4.4 s per training step by host load, so 35-60 min
-# at the default 800 steps (docs/dllm.md has the measured figures). Interrupted? `make dllm` again resumes from the
-# last checkpoint; run again when done, it returns the built model. With a GPU it trains there
-# (DLLM_DEVICE).
+# in all. Interrupted? `make dllm` again resumes from the last checkpoint; run again when done,
+# it returns the built model. With a GPU it trains there (DLLM_DEVICE).
 DLLM_DIR ?= $(or $(DECBENCH_CACHE),$(HOME)/.cache/decbench)/models/smollm2-135m-dllm
 DLLM_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
-DLLM_STEPS ?= 800
+DLLM_STEPS ?=
 DLLM_THREADS ?= 2
-DLLM_ARGS ?= --layers 0 --steps $(DLLM_STEPS) --batch 8 --lr 1e-4 --anneal 0.1 --complementary true \
-	--threads $(DLLM_THREADS)
+DLLM_ARGS ?= $(if $(DLLM_STEPS),--steps $(DLLM_STEPS)) --threads $(DLLM_THREADS)
 .PHONY: dllm dllm-tradeoff
 dllm: install
 	$(PY) -m decbench.diffusion.adapt --out "$(DLLM_DIR)" $(DLLM_ARGS) --device $(DLLM_DEVICE) --resume

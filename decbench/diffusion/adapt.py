@@ -389,7 +389,7 @@ def _flag_type(value):
 
 
 EXAMPLES = """examples:
-  make dllm      (the default model, with the recipe in the Makefile's DLLM_ARGS)
+  make dllm      (the default model: these defaults, on 2 threads; DLLM_STEPS=N sets --steps)
   python -m decbench.diffusion.adapt --out ~/.cache/decbench/models/smollm2-135m-dllm \\
       --steps 800 --threads 2 --resume
   python -m decbench.diffusion.adapt --out /tmp/dllm-a --steps 200 --anneal 0 --threads 2
