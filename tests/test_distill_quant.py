@@ -176,6 +176,49 @@ def test_eagle_draft_drives_a_lossless_eagle(tiny_folder, tmp_path):
         assert drafted <= set(draft.subset.tolist())  # the draft only proposes subset tokens
 
 
+def test_eagle_trains_on_the_continuation_of_prompts_longer_than_seq_len(
+    tiny_folder, tmp_path, monkeypatch
+):
+    """A sequence longer than seq_len keeps its last seq_len tokens, with their own cached
+    features, and its continuation's rows are the scored ones (cutting the end instead would
+    leave a long prompt nothing to train on)."""
+    from safetensors.torch import load_file
+
+    from decbench.train import eagle as eagle_kind
+    from decbench.train.data import load_data
+
+    monkeypatch.setenv("DECBENCH_CACHE", str(tmp_path / "cache"))
+    real_loss, seen = eagle_kind.eagle_loss, []
+
+    def recording(draft, embed, rows, ids, features, mask, generator, scored, unroll):
+        seen.append((ids, features, scored))
+        return real_loss(draft, embed, rows, ids, features, mask, generator, scored, unroll)
+
+    monkeypatch.setattr(eagle_kind, "eagle_loss", recording)
+    folder, prompts = tiny_folder
+    seq_len, new = 8, 4
+    config = distill_config(
+        folder, prompts, tmp_path / "e", kind="eagle", seq_len=seq_len, max_new_tokens=new
+    )
+    run_distill(config, ["x"])
+    (data,) = (tmp_path / "cache" / "distill-data").glob("*.jsonl")
+    states = load_file(str(data.with_suffix(".hidden.safetensors")))
+    bounds = states["offsets"].tolist()
+    tails: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for n, s in enumerate(load_data(data)):
+        assert s.prompt_len > seq_len - new  # every row is cut, inside its prompt
+        rows = states["hidden"][bounds[n] : bounds[n + 1]][-seq_len:].float()
+        tails.setdefault(tuple(s.ids[-seq_len:]), []).append((len(s.ids) - s.prompt_len, rows))
+    assert seen
+    for ids, features, scored in seen:
+        assert ids.shape[1] == seq_len
+        for row, rows, flags in zip(ids.tolist(), features, scored.tolist(), strict=True):
+            assert any(
+                torch.equal(rows, want) and flags == [False] * (seq_len - 1 - c) + [True] * c
+                for c, want in tails[tuple(row)]
+            )
+
+
 def test_eagle_init_starts_from_a_trained_draft(tiny_folder, tmp_path):
     from safetensors.torch import load_file
 
