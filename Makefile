@@ -93,12 +93,16 @@ dllm-tradeoff: install
 # The trained artifacts that ship in decbench/artifacts (aliases smollm2-135m-eagle,
 # smollm2-135m-medusa and smollm2-135m-student): the exact `decbench distill` commands, on 2 CPU
 # threads. EAGLE: ~35 min of target generations for 2568 prompts and ~10 of caching their
-# features, ~40 min of training, then ~15 min of unrolled fine-tuning (--init). Medusa: ~8 min of
-# generations for 640 prompts, then ~25 min of training; the student: ~5 min of generations for
-# 300 prompts, then ~15 min. Each folder's distill.json records its run. The shipped Medusa heads
-# predate the trainer's cached features (commit 156f29d), so rebuilding them gives other heads.
+# features, ~40 min of training, ~15 min of unrolled fine-tuning (--init), then the 1144 varied
+# prompts (stdlib text and code): ~45 min of generations, ~10 of features, ~50 of unrolled
+# fine-tuning. Medusa: ~8 min of generations for 640 prompts, then ~25 min of training; the
+# student: ~5 min of generations for 300 prompts, then ~15 min. Each folder's distill.json records
+# its run (EAGLE's, the runs it continued). The shipped Medusa heads predate the trainer's cached
+# features (commit 156f29d), and the shipped EAGLE's first two stages predate its keeping the tail
+# of sequences longer than 192 tokens (commit 933ee47), so rebuilding them gives other weights.
 ARTIFACTS := decbench/artifacts
 EAGLE_BASE ?= /tmp/decbench-eagle-base
+EAGLE_UNROLLED ?= /tmp/decbench-eagle-unrolled
 DISTILL_DATA := --n-prompts 300 --heldout 12 --max-new-tokens 128 --batch 4 --threads 2
 .PHONY: artifacts
 artifacts: install
@@ -107,7 +111,10 @@ artifacts: install
 		--lr-schedule cosine --k 3 --threads 2 --out $(EAGLE_BASE)
 	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --init $(EAGLE_BASE) --unroll 3 \
 		--n-prompts 2568 --heldout 24 --max-new-tokens 112 --steps 300 --batch 16 --lr 2e-4 \
-		--lr-schedule cosine --k 3 --threads 2 --out $(ARTIFACTS)/smollm2-135m-eagle
+		--lr-schedule cosine --k 3 --threads 2 --out $(EAGLE_UNROLLED)
+	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --init $(EAGLE_UNROLLED) --unroll 3 \
+		--prompts varied --n-prompts 1144 --heldout 24 --max-new-tokens 112 --steps 500 --batch 16 \
+		--lr 2e-4 --lr-schedule cosine --k 3 --threads 2 --out $(ARTIFACTS)/smollm2-135m-eagle
 	$(VENV)/bin/decbench distill smollm2-135m --kind medusa --heads 3 --vocab-subset 8192 \
 		--n-prompts 640 --heldout 24 --max-new-tokens 112 --steps 600 --batch 4 --lr 1e-3 \
 		--threads 2 --out $(ARTIFACTS)/smollm2-135m-medusa
