@@ -18,6 +18,8 @@ from decbench.errors import ConfigError
 from decbench.quant.load import load_quantized, save_quantized
 from decbench.quant.schemes import get_scheme, quantize_in_memory
 from decbench.settings import BackendSettings, ModelSettings
+from decbench.train.data import Sequence
+from decbench.train.losses import make_batch
 from decbench.train.trainer import DistillConfig, run_distill
 from tests.conftest import TINY_VOCAB, make_request, repetitive_prompts, tiny_llama
 
@@ -174,6 +176,16 @@ def test_eagle_draft_drives_a_lossless_eagle(tiny_folder, tmp_path):
         assert result.token_ids == expected
         drafted = {t for step in result.steps for t in step.drafted}
         assert drafted <= set(draft.subset.tolist())  # the draft only proposes subset tokens
+
+
+def test_a_batch_keeps_each_rows_last_seq_len_tokens():
+    """The shared batcher (eagle, student) keeps a long row's tail, where the continuation is,
+    and says where each window starts."""
+    rows = [Sequence(3, [1, 2, 3, 4, 5, 6]), Sequence(2, [7, 8, 9]), Sequence(6, [*range(10, 18)])]
+    ids, mask, starts = make_batch(rows, seq_len=4, pad=0)
+    assert ids.tolist() == [[3, 4, 5, 6], [7, 8, 9, 0], [14, 15, 16, 17]]
+    assert mask.sum(1).tolist() == [4, 3, 4] and not mask[1, 3]
+    assert starts == [2, 0, 4]
 
 
 def test_eagle_trains_on_the_continuation_of_prompts_longer_than_seq_len(

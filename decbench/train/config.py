@@ -20,7 +20,7 @@ class DistillConfig:
     heads: int = 3  # medusa: number of heads
     steps: int = 200
     batch: int = 4
-    seq_len: int = 192  # tokens per training sequence, longer ones cut (medusa: after the prompt)
+    seq_len: int = 192  # tokens per training sequence, the last ones (medusa: from the prompt)
     lr: float = 5e-4
     lr_schedule: str = "constant"  # constant | cosine (warm-up, then cosine decay to 0)
     seed: int = 0

@@ -51,24 +51,18 @@ class EagleKind(DraftKind):
         self.trained = self.eagle
 
     def loss(self, picks: list[int], generator: torch.Generator) -> tuple[torch.Tensor, float]:
-        """Whole rows (the draft attends over the prompt's features too), right-padded, features
-        from the cache. A row longer than `seq_len` keeps its last `seq_len` tokens: the
-        continuation whole and as much of the prompt before it as fits (cutting the end instead
-        would drop every scored row of a long prompt). Only the rows decoding drafts from count:
-        the last prompt token's and the continuation's."""
+        """Whole rows (the draft attends over the prompt's features too), right-padded, each
+        row's last `seq_len` tokens (make_batch) with their features from the cache. Only the
+        rows decoding drafts from count: the last prompt token's and the continuation's."""
         assert self.states is not None
-        starts = [max(0, len(self.sequences[i].ids) - self.config.seq_len) for i in picks]
-        rows = [
-            Sequence(self.sequences[i].prompt_len - start, self.sequences[i].ids[start:])
-            for i, start in zip(picks, starts, strict=True)
-        ]
-        ids, mask = make_batch(rows, self.config.seq_len, self.pad)
+        rows = [self.sequences[i] for i in picks]
+        ids, mask, starts = make_batch(rows, self.config.seq_len, self.pad)
         features = torch.zeros(*ids.shape, self.head_rows.shape[1])
         scored = torch.zeros(ids.shape[0], ids.shape[1] - 1, dtype=torch.bool)
         for row, (i, start) in enumerate(zip(picks, starts, strict=True)):
             n = int(mask[row].sum())
             features[row, :n] = self.states[i][start : start + n].float()
-            scored[row, max(rows[row].prompt_len - 1, 0) :] = True
+            scored[row, max(rows[row].prompt_len - start - 1, 0) :] = True
         device = self.head_rows.device
         return eagle_loss(
             self.eagle,

@@ -29,9 +29,8 @@ class StudentKind(DraftKind):
 
     def loss(self, picks: list[int], generator: torch.Generator) -> tuple[torch.Tensor, float]:
         rows = [self.sequences[i] for i in picks]
-        ids, mask = (
-            x.to(self.target.device) for x in make_batch(rows, self.config.seq_len, self.pad)
-        )
+        batch = make_batch(rows, self.config.seq_len, self.pad)
+        ids, mask = batch.ids.to(self.target.device), batch.mask.to(self.target.device)
         with torch.no_grad():
             target_logits = self.target(input_ids=ids, attention_mask=mask).logits.float()
         draft_logits = self.draft(input_ids=ids, attention_mask=mask).logits.float()
