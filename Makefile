@@ -104,17 +104,19 @@ ARTIFACTS := decbench/artifacts
 EAGLE_BASE ?= /tmp/decbench-eagle-base
 EAGLE_UNROLLED ?= /tmp/decbench-eagle-unrolled
 DISTILL_DATA := --n-prompts 300 --heldout 12 --max-new-tokens 128 --batch 4 --threads 2
+# what the three EAGLE stages share; each stage continues the one before (--init)
+EAGLE_RECIPE := --kind eagle --heldout 24 --max-new-tokens 112 --batch 16 --lr-schedule cosine \
+	--k 3 --threads 2
+EAGLE_UNROLL := --unroll 3 --lr 2e-4
 .PHONY: artifacts
 artifacts: install
-	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --vocab-subset 8192 \
-		--n-prompts 2568 --heldout 24 --max-new-tokens 112 --steps 2000 --batch 16 --lr 6e-4 \
-		--lr-schedule cosine --k 3 --threads 2 --out $(EAGLE_BASE)
-	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --init $(EAGLE_BASE) --unroll 3 \
-		--n-prompts 2568 --heldout 24 --max-new-tokens 112 --steps 300 --batch 16 --lr 2e-4 \
-		--lr-schedule cosine --k 3 --threads 2 --out $(EAGLE_UNROLLED)
-	$(VENV)/bin/decbench distill smollm2-135m --kind eagle --init $(EAGLE_UNROLLED) --unroll 3 \
-		--prompts varied --n-prompts 1144 --heldout 24 --max-new-tokens 112 --steps 500 --batch 16 \
-		--lr 2e-4 --lr-schedule cosine --k 3 --threads 2 --out $(ARTIFACTS)/smollm2-135m-eagle
+	$(VENV)/bin/decbench distill smollm2-135m $(EAGLE_RECIPE) --vocab-subset 8192 \
+		--n-prompts 2568 --steps 2000 --lr 6e-4 --out $(EAGLE_BASE)
+	$(VENV)/bin/decbench distill smollm2-135m $(EAGLE_RECIPE) $(EAGLE_UNROLL) \
+		--init $(EAGLE_BASE) --n-prompts 2568 --steps 300 --out $(EAGLE_UNROLLED)
+	$(VENV)/bin/decbench distill smollm2-135m $(EAGLE_RECIPE) $(EAGLE_UNROLL) \
+		--init $(EAGLE_UNROLLED) --prompts varied --n-prompts 1144 --steps 500 \
+		--out $(ARTIFACTS)/smollm2-135m-eagle
 	$(VENV)/bin/decbench distill smollm2-135m --kind medusa --heads 3 --vocab-subset 8192 \
 		--n-prompts 640 --heldout 24 --max-new-tokens 112 --steps 600 --batch 4 --lr 1e-3 \
 		--threads 2 --out $(ARTIFACTS)/smollm2-135m-medusa
